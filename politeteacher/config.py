@@ -14,10 +14,11 @@ import yaml
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
 
+from .errors import PoliteTeacherError
 from .presets import preset_path
 
 
-class ConfigError(ValueError):
+class ConfigError(PoliteTeacherError):
     """A config that cannot be resolved; the message says what to change."""
 
 

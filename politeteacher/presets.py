@@ -5,10 +5,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Dict, List
 
+from .errors import PoliteTeacherError
 
-class PresetNotFound(KeyError):
-    def __str__(self) -> str:  # KeyError quotes its message; a user reads this one
-        return self.args[0]
+
+class PresetNotFound(PoliteTeacherError):
+    pass
 
 
 def _presets_dir() -> Path:
