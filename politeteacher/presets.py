@@ -1,6 +1,7 @@
 """The YAML presets shipped inside the package (the repository's top-level `presets/` folder)."""
 from __future__ import annotations
 
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Dict, List
@@ -18,7 +19,9 @@ def _presets_dir() -> Path:
 
 def list_presets() -> List[str]:
     """Names of the built-in presets (file names without `.yaml`), sorted."""
-    return sorted(p.stem for p in _presets_dir().glob("*.yaml") if not p.stem.startswith("Base-"))
+    names = [p.stem for p in _presets_dir().glob("*.yaml") if not p.stem.startswith("Base-")]
+    # Natural order, so sup2 comes before sup10.
+    return sorted(names, key=lambda n: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", n)])
 
 
 def preset_path(name: str) -> Path:

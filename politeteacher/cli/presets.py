@@ -1,0 +1,34 @@
+"""`politeteacher presets list|show`."""
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..config import resolve_config
+from ..presets import preset_descriptions, preset_path
+from . import app
+
+presets_app = typer.Typer(help="List and show the built-in presets.", no_args_is_help=True)
+app.add_typer(presets_app, name="presets")
+
+
+@presets_app.command("list")
+def list_() -> None:
+    """List the built-in presets with what each is for."""
+    table = Table("preset", "what it is for")
+    for name, description in preset_descriptions().items():
+        table.add_row(name, description)
+    Console().print(table)
+
+
+@presets_app.command("show")
+def show(
+    name: str = typer.Argument(..., help="Preset name."),
+    resolved: bool = typer.Option(False, "--resolved", help="Print the full config with every default."),
+) -> None:
+    """Print a preset's YAML (or, with --resolved, the full config it gives)."""
+    if resolved:
+        typer.echo(resolve_config(name).dump())
+    else:
+        typer.echo(preset_path(name).read_text())
