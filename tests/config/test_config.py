@@ -1,0 +1,70 @@
+import pytest
+import yaml
+
+from politeteacher.config import ConfigError, resolve_config, save_config
+from politeteacher.presets import PresetNotFound, list_presets, preset_path
+
+
+def test_every_preset_resolves_with_paper_values():
+    for name in list_presets():
+        cfg = resolve_config(name)
+        assert cfg.MODEL.META_ARCHITECTURE == "CenterMask"
+    pt = resolve_config("polite_teacher_sup5")
+    assert (pt.SOLVER.BASE_LR, pt.SOLVER.MAX_ITER, pt.SOLVER.IMS_PER_BATCH) == (0.006, 180000, 16)
+    assert pt.SOLVER.IMS_PER_BATCH_UNLABELED == 16
+    assert pt.SEMISUPERVISED.BOX_THRESHOLD == 0.6 and pt.SEMISUPERVISED.MASK_IOU_THRESHOLD == 0.9
+    assert pt.SEMISUPERVISED.UNSUP_LOSS_WEIGHT == 2.0 and pt.SEMISUPERVISED.EMA_KEEP_RATE == 0.9996
+    assert pt.DATASETS.SPLIT.PERCENT == 5.0 and pt.DATASETS.SPLIT.SEED == 1
+    base = resolve_config("baseline_sup10")
+    assert (base.SOLVER.IMS_PER_BATCH, base.SOLVER.BASE_LR, base.SOLVER.STEPS) == (32, 0.02, (210000, 250000))
+    assert base.MODEL.RESNETS.NORM == "FrozenBN" and base.MODEL.RESNETS.DEPTH == 50
+    assert base.MODEL.FCOS.POST_NMS_TOPK_TEST == 50 and base.MODEL.FCOS.POST_NMS_TOPK_TRAIN == 100
+
+
+def test_demo_preset_trains_from_scratch_with_trainable_norm():
+    cfg = resolve_config("demo")
+    assert cfg.MODEL.WEIGHTS == ""
+    assert cfg.MODEL.RESNETS.NORM not in ("FrozenBN", "")
+    assert cfg.SOLVER.CLIP_GRADIENTS.ENABLED
+
+
+def test_overrides_win_and_are_validated():
+    cfg = resolve_config("demo", overrides=["SOLVER.MAX_ITER", "7", "SEMISUPERVISED.BOX_THRESHOLD", "0.7"])
+    assert cfg.SOLVER.MAX_ITER == 7 and cfg.SEMISUPERVISED.BOX_THRESHOLD == 0.7
+    with pytest.raises(ConfigError, match="KEY VALUE"):
+        resolve_config("demo", overrides=["SOLVER.MAX_ITER"])
+    with pytest.raises(ConfigError, match="NO_SUCH_KEY"):
+        resolve_config("demo", overrides=["SOLVER.NO_SUCH_KEY", "1"])
+
+
+def test_user_yaml_can_base_a_preset_by_name(tmp_path):
+    f = tmp_path / "mine.yaml"
+    f.write_text("_BASE_: polite_teacher_sup1\nSOLVER:\n  MAX_ITER: 123\n")
+    cfg = resolve_config(config_file=str(f))
+    assert cfg.SOLVER.MAX_ITER == 123 and cfg.SOLVER.BASE_LR == 0.006
+    assert cfg.DATASETS.SPLIT.PERCENT == 1.0
+
+
+def test_bad_config_files_give_one_line_errors(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        resolve_config(config_file=str(tmp_path / "missing.yaml"))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("SOLVER: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        resolve_config(config_file=str(bad))
+    with pytest.raises(PresetNotFound, match="unknown preset 'nope'"):
+        resolve_config("nope")
+
+
+def test_saved_config_round_trips(tmp_path):
+    cfg = resolve_config("demo", overrides=["SOLVER.MAX_ITER", "9"])
+    path = save_config(cfg, tmp_path / "run")
+    assert yaml.safe_load(path.read_text())["SOLVER"]["MAX_ITER"] == 9
+    again = resolve_config(config_file=str(path))
+    assert yaml.safe_load(again.dump()) == yaml.safe_load(cfg.dump())
+
+
+def test_presets_are_shipped_inside_the_package():
+    path = preset_path("demo")
+    assert path.is_file() and path.parent.name in ("presets", "builtin_presets")
+    assert set(list_presets()) >= {f"{k}_sup{p}" for k in ("baseline", "polite_teacher") for p in (1, 2, 5, 10)}
