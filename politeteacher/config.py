@@ -91,6 +91,9 @@ def add_politeteacher_config(cfg: CN) -> CN:
     _C.DATASETS.CUSTOM.TRAIN_IMAGES = ""
     _C.DATASETS.CUSTOM.VAL_JSON = ""
     _C.DATASETS.CUSTOM.VAL_IMAGES = ""
+    # Class names of the training set, written by data.apply_dataset_classes so that a run's
+    # config.yaml names its classes (predict needs them without the dataset at hand).
+    _C.DATASETS.CLASS_NAMES = []
 
     # Strong view of an unlabelled image (polite_teacher.md §5); geometry is the weak view's.
     _C.INPUT.STRONG = CN()
