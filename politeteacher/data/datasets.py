@@ -1,0 +1,318 @@
+"""Dataset names a config can use, resolved at call time, and the checks that stop bad inputs early.
+
+- COCO built-ins (``coco_2017_train``, ``coco_2017_val``, ...) under ``$DETECTRON2_DATASETS/coco``
+  (default ``./datasets/coco``). detectron2 registers them when it is imported, with the variable as
+  it was then; :func:`resolve_dataset` re-registers them with the variable as it is now.
+- ``demo_train`` / ``demo_val`` / ``demo_test``: the generated shapes dataset, made on first use.
+- ``custom_train`` / ``custom_val``: ``DATASETS.CUSTOM.*`` COCO-format JSON + image folder.
+- Raw image folders (``DATASETS.UNLABELED_IMAGE_DIRS``): :func:`load_image_folder`.
+
+Every bad input raises :class:`PoliteTeacherError` with one line naming the path and what is expected.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+from detectron2.config import CfgNode
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data.datasets.builtin import _PREDEFINED_SPLITS_COCO
+from detectron2.data.datasets.builtin_meta import _get_builtin_metadata
+from detectron2.data.datasets.coco import load_coco_json
+from PIL import Image
+
+from ..errors import PoliteTeacherError
+from .synthetic import CATEGORIES as DEMO_CATEGORIES
+from .synthetic import datasets_root, demo_paths, ensure_demo_dataset
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "COCO_LAYOUT",
+    "apply_dataset_classes",
+    "dataset_json",
+    "dataset_presence",
+    "datasets_root",
+    "get_dataset_dicts",
+    "load_image_folder",
+    "register_all",
+    "register_coco_json",
+    "register_datasets",
+    "resolve_dataset",
+]
+
+COCO_BUILTINS: Dict[str, Tuple[str, str]] = dict(_PREDEFINED_SPLITS_COCO["coco"])
+COCO_LAYOUT = "$DETECTRON2_DATASETS/coco/{train2017,val2017,annotations}"
+DEMO_NAMES = {"demo_train": "train", "demo_val": "val", "demo_test": "test"}
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+_EXIF_ORIENTATION = 0x0112
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
+
+
+def _load_checked(json_file: str, image_root: str, name: Optional[str], layout: str) -> List[dict]:
+    """load_coco_json, with every failure turned into one line naming the file."""
+    if not os.path.isfile(json_file):
+        raise PoliteTeacherError(f"{json_file} not found: expected {layout}")
+    try:
+        dicts = load_coco_json(json_file, image_root, name)
+    except json.JSONDecodeError as e:
+        raise PoliteTeacherError(
+            f"{json_file} is not valid JSON (line {e.lineno}, column {e.colno}): "
+            "fix or replace the file"
+        ) from e
+    except (KeyError, ValueError, TypeError, AssertionError, IndexError, AttributeError) as e:
+        raise PoliteTeacherError(
+            f"{json_file} is not a COCO instances file ({_first_line(e)}): expected a JSON object "
+            "with 'images', 'annotations' and 'categories'"
+        ) from e
+    if image_root:
+        for d in dicts[:1] + dicts[-1:]:  # a wrong image folder shows on the first file already
+            if not os.path.isfile(d["file_name"]):
+                raise PoliteTeacherError(
+                    f"{d['file_name']} (listed in {json_file}) not found: expected the images "
+                    f"of that file under {image_root}"
+                )
+    return dicts
+
+
+def register_coco_json(
+    name: str, json_file: Union[str, os.PathLike], image_root: Union[str, os.PathLike],
+    layout: str = "", **metadata,
+) -> None:
+    """Register (or re-register) a COCO-format dataset whose loading errors are one-line
+    PoliteTeacherErrors. ``layout`` is the expected layout quoted in those messages."""
+    json_file, image_root = str(json_file), str(image_root)
+    layout = layout or f"a COCO instances JSON for the images in {image_root}"
+    DatasetCatalog.pop(name, None)
+    MetadataCatalog.pop(name, None)
+    DatasetCatalog.register(
+        name, lambda: _load_checked(json_file, image_root, name, layout)
+    )
+    MetadataCatalog.get(name).set(
+        json_file=json_file, image_root=image_root, evaluator_type="coco", **metadata
+    )
+
+
+def _categories_metadata(categories: Sequence[dict]) -> dict:
+    """thing_classes and the id map exactly as detectron2's load_coco_json derives them."""
+    cats = sorted(categories, key=lambda c: c["id"])
+    return {
+        "thing_classes": [c["name"] for c in cats],
+        "thing_dataset_id_to_contiguous_id": {c["id"]: i for i, c in enumerate(cats)},
+    }
+
+
+def _check_exists(json_file: Path, image_root: Path, layout: str) -> None:
+    if not json_file.is_file():
+        raise PoliteTeacherError(f"{json_file} not found: expected {layout}")
+    if not image_root.is_dir():
+        raise PoliteTeacherError(f"{image_root} not found: expected {layout}")
+
+
+def _coco_paths(name: str, root: Optional[Path] = None) -> Tuple[Path, Path]:
+    root = datasets_root() if root is None else Path(root)
+    image_dir, json_file = COCO_BUILTINS[name]
+    return root / json_file, root / image_dir
+
+
+def dataset_presence(root: Optional[Union[str, os.PathLike]] = None) -> Dict[str, Tuple[str, bool]]:
+    """For `doctor`: name -> (where it is looked up, present?) for COCO 2017 train and val."""
+    out = {}
+    for name in ("coco_2017_train", "coco_2017_val"):
+        json_file, image_root = _coco_paths(name, None if root is None else Path(root))
+        where = f"{image_root} + {json_file}"
+        out[name] = (where, json_file.is_file() and image_root.is_dir())
+    return out
+
+
+def _read_custom(json_file: Path, image_root: Path, what: str) -> dict:
+    """Check a custom COCO JSON + image folder and return its category metadata."""
+    layout = f"{what} = a COCO instances JSON, with images under {what.replace('JSON', 'IMAGES')}"
+    _check_exists(json_file, image_root, layout)
+    try:
+        with open(json_file) as f:
+            data = json.load(f)
+    except json.JSONDecodeError as e:
+        raise PoliteTeacherError(
+            f"{json_file} is not valid JSON (line {e.lineno}, column {e.colno}): fix or replace the file"
+        ) from e
+    cats = data.get("categories") if isinstance(data, dict) else None
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("images"), list)
+        or not isinstance(data.get("annotations", []), list)
+        or not cats
+        or not all(isinstance(c, dict) and isinstance(c.get("id"), int) and "name" in c for c in cats)
+    ):
+        raise PoliteTeacherError(
+            f"{json_file} is not a COCO instances file: expected a JSON object with 'images', "
+            "'annotations' and a non-empty 'categories' list of {id, name}"
+        )
+    return _categories_metadata(cats)
+
+
+def resolve_dataset(name: str, validate: bool = True) -> None:
+    """Make ``name`` loadable from DatasetCatalog with paths as of now; with ``validate``, check
+    that its files exist (a one-line PoliteTeacherError otherwise)."""
+    if name in COCO_BUILTINS:
+        json_file, image_root = _coco_paths(name)
+        layout = f"{COCO_LAYOUT}; set DETECTRON2_DATASETS or see README"
+        meta = MetadataCatalog.get(name)
+        if meta.get("json_file") != str(json_file) or meta.get("image_root") != str(image_root):
+            register_coco_json(name, json_file, image_root, layout, **_get_builtin_metadata("coco"))
+        if validate:
+            _check_exists(json_file, image_root, layout)
+    elif name in DEMO_NAMES:
+        json_file, image_root = demo_paths()[DEMO_NAMES[name]]
+        ensure_demo_dataset()
+        meta = MetadataCatalog.get(name)
+        if meta.get("json_file") != str(json_file):
+            register_coco_json(
+                name, json_file, image_root,
+                "the generated demo dataset; delete its folder to have it made again",
+                **_categories_metadata(DEMO_CATEGORIES),
+            )
+    elif name not in DatasetCatalog.list():
+        raise PoliteTeacherError(
+            f"unknown dataset {name!r}: use a COCO name such as coco_2017_train / coco_2017_val "
+            f"(under {COCO_LAYOUT}), demo_train / demo_val, or set DATASETS.CUSTOM.TRAIN_JSON etc."
+        )
+
+
+def register_all(cfg: CfgNode, validate: bool = True) -> CfgNode:
+    """Make every dataset name ``cfg`` uses resolvable, and return a (defrosted) copy of ``cfg``.
+
+    ``DATASETS.CUSTOM.TRAIN_JSON/TRAIN_IMAGES`` register ``custom_train`` and make it
+    DATASETS.TRAIN (and, without a custom val set, DATASETS.TEST empty: nothing to evaluate on);
+    ``VAL_JSON/VAL_IMAGES`` register ``custom_val`` and make it DATASETS.TEST.
+    With ``validate``, missing files or folders (datasets and DATASETS.UNLABELED_IMAGE_DIRS) stop
+    here with one line each; a broken COCO JSON stops when the dataset is loaded.
+    """
+    cfg = cfg.clone()
+    cfg.defrost()
+    custom = cfg.DATASETS.CUSTOM
+    for split, key in (("train", "TRAIN"), ("val", "VAL")):
+        json_file, images = custom.get(f"{key}_JSON"), custom.get(f"{key}_IMAGES")
+        if not json_file and not images:
+            continue
+        if not json_file or not images:
+            missing = f"DATASETS.CUSTOM.{key}_{'JSON' if not json_file else 'IMAGES'}"
+            raise PoliteTeacherError(
+                f"{missing} is not set: a custom {split} set needs both "
+                f"DATASETS.CUSTOM.{key}_JSON (COCO instances JSON) and {key}_IMAGES (image folder)"
+            )
+        name = f"custom_{split}"
+        meta = _read_custom(Path(json_file), Path(images), f"DATASETS.CUSTOM.{key}_JSON")
+        register_coco_json(
+            name, json_file, images,
+            f"DATASETS.CUSTOM.{key}_JSON = a COCO instances JSON, images under {key}_IMAGES",
+            **meta,
+        )
+        if split == "train":
+            cfg.DATASETS.TRAIN = (name,)
+            if not custom.VAL_JSON:
+                cfg.DATASETS.TEST = ()
+        else:
+            cfg.DATASETS.TEST = (name,)
+    for name in list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST):
+        resolve_dataset(name, validate=validate)
+    if validate:
+        for folder in cfg.DATASETS.UNLABELED_IMAGE_DIRS:
+            if not Path(folder).is_dir():
+                raise PoliteTeacherError(
+                    f"{folder} not found: DATASETS.UNLABELED_IMAGE_DIRS expects folders of images"
+                )
+    return cfg
+
+
+register_datasets = register_all
+
+
+def get_dataset_dicts(name: str) -> List[dict]:
+    """The dataset dicts of a name (resolved first), as detectron2 loads them (no filtering)."""
+    resolve_dataset(name, validate=False)
+    return DatasetCatalog.get(name)
+
+
+def dataset_json(name: str) -> Optional[Path]:
+    """The annotation JSON a registered dataset was loaded from, or None."""
+    json_file = MetadataCatalog.get(name).get("json_file")
+    return Path(json_file) if json_file else None
+
+
+def _thing_classes(name: str) -> List[str]:
+    meta = MetadataCatalog.get(name)
+    if meta.get("thing_classes") is None:
+        DatasetCatalog.get(name)  # loading a COCO JSON fills in its classes
+    classes = meta.get("thing_classes")
+    if not classes:
+        raise PoliteTeacherError(f"dataset {name!r} has no categories (thing_classes); cannot train on it")
+    return list(classes)
+
+
+def apply_dataset_classes(cfg: CfgNode) -> CfgNode:
+    """Return a copy of ``cfg`` whose class count (MODEL.FCOS.NUM_CLASSES, MODEL.ROI_HEADS.NUM_CLASSES)
+    and DATASETS.CLASS_NAMES follow the training set's categories (run :func:`register_all` first).
+    Category ids of COCO-format sets stay in outputs through the dataset's
+    ``thing_dataset_id_to_contiguous_id`` metadata. A test set with other classes is an error."""
+    names = list(cfg.DATASETS.TRAIN)
+    if not names:
+        raise PoliteTeacherError("DATASETS.TRAIN is empty: name a training dataset")
+    classes = _thing_classes(names[0])
+    for other in names[1:] + list(cfg.DATASETS.TEST):
+        other_classes = _thing_classes(other)
+        if other_classes != classes:
+            raise PoliteTeacherError(
+                f"dataset {other!r} has {len(other_classes)} classes that differ from those of "
+                f"{names[0]!r} ({len(classes)}): train and test sets must share their categories"
+            )
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.MODEL.FCOS.NUM_CLASSES = len(classes)
+    cfg.MODEL.ROI_HEADS.NUM_CLASSES = len(classes)
+    cfg.DATASETS.CLASS_NAMES = classes
+    return cfg
+
+
+def setup_datasets(cfg: CfgNode) -> CfgNode:
+    """register_all + apply_dataset_classes: what a training command runs before building a model."""
+    return apply_dataset_classes(register_all(cfg))
+
+
+def load_image_folder(folder: Union[str, os.PathLike]) -> List[dict]:
+    """Dataset dicts (file_name, height, width, image_id) for every image under ``folder``
+    (recursively, sorted, hidden files skipped). The image id is the string
+    ``"unlabeled:<absolute path>"``, which cannot clash with a COCO-format set's integer ids.
+    Sizes follow the EXIF orientation, as detectron2's ``read_image`` does."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise PoliteTeacherError(f"{folder} not found: expected a folder of images ({', '.join(IMAGE_EXTENSIONS)})")
+    files = sorted(
+        p for p in folder.rglob("*")
+        if p.suffix.lower() in IMAGE_EXTENSIONS
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+        and p.is_file()
+    )
+    if not files:
+        raise PoliteTeacherError(f"no images in {folder}: expected files ending in {', '.join(IMAGE_EXTENSIONS)}")
+    dicts = []
+    for path in files:
+        try:
+            with Image.open(path) as im:
+                width, height = im.size
+                orientation = im.getexif().get(_EXIF_ORIENTATION, 1)
+        except (OSError, SyntaxError, ValueError) as e:
+            raise PoliteTeacherError(f"{path} is not a readable image ({_first_line(e)}): remove or replace it") from e
+        if orientation in (5, 6, 7, 8):  # rotated by 90 degrees once applied
+            width, height = height, width
+        path = path.resolve()
+        dicts.append({"file_name": str(path), "height": height, "width": width,
+                      "image_id": f"unlabeled:{path}"})
+    return dicts
