@@ -25,6 +25,7 @@ from detectron2.data.datasets.coco import load_coco_json
 from PIL import Image
 
 from ..errors import PoliteTeacherError
+from .jsonio import invalid_json, read_json
 from .synthetic import CATEGORIES as DEMO_CATEGORIES
 from .synthetic import datasets_root, demo_paths, ensure_demo_dataset
 
@@ -63,10 +64,7 @@ def _load_checked(json_file: str, image_root: str, name: Optional[str], layout: 
     try:
         dicts = load_coco_json(json_file, image_root, name)
     except json.JSONDecodeError as e:
-        raise PoliteTeacherError(
-            f"{json_file} is not valid JSON (line {e.lineno}, column {e.colno}): "
-            "fix or replace the file"
-        ) from e
+        raise invalid_json(json_file, e, layout) from e
     except (KeyError, ValueError, TypeError, AssertionError, IndexError, AttributeError) as e:
         raise PoliteTeacherError(
             f"{json_file} is not a COCO instances file ({_first_line(e)}): expected a JSON object "
@@ -132,17 +130,10 @@ def dataset_presence(root: Optional[Union[str, os.PathLike]] = None) -> Dict[str
     return out
 
 
-def _read_custom(json_file: Path, image_root: Path, what: str) -> dict:
+def _read_custom(json_file: Path, image_root: Path, layout: str) -> dict:
     """Check a custom COCO JSON + image folder and return its category metadata."""
-    layout = f"{what} = a COCO instances JSON, with images under {what.replace('JSON', 'IMAGES')}"
     _check_exists(json_file, image_root, layout)
-    try:
-        with open(json_file) as f:
-            data = json.load(f)
-    except json.JSONDecodeError as e:
-        raise PoliteTeacherError(
-            f"{json_file} is not valid JSON (line {e.lineno}, column {e.colno}): fix or replace the file"
-        ) from e
+    data = read_json(json_file, layout)
     cats = data.get("categories") if isinstance(data, dict) else None
     if (
         not isinstance(data, dict)
@@ -209,12 +200,9 @@ def register_all(cfg: CfgNode, validate: bool = True) -> CfgNode:
                 f"DATASETS.CUSTOM.{key}_JSON (COCO instances JSON) and {key}_IMAGES (image folder)"
             )
         name = f"custom_{split}"
-        meta = _read_custom(Path(json_file), Path(images), f"DATASETS.CUSTOM.{key}_JSON")
-        register_coco_json(
-            name, json_file, images,
-            f"DATASETS.CUSTOM.{key}_JSON = a COCO instances JSON, images under {key}_IMAGES",
-            **meta,
-        )
+        layout = f"DATASETS.CUSTOM.{key}_JSON = a COCO instances JSON, images under {key}_IMAGES"
+        meta = _read_custom(Path(json_file), Path(images), layout)
+        register_coco_json(name, json_file, images, layout, **meta)
         if split == "train":
             cfg.DATASETS.TRAIN = (name,)
             if not custom.VAL_JSON:

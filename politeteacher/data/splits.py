@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import logging
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +22,7 @@ from detectron2.config import CfgNode
 
 from ..errors import PoliteTeacherError
 from .datasets import _load_checked, dataset_json, get_dataset_dicts, load_image_folder
+from .jsonio import read_json, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -58,13 +57,13 @@ class Split:
     def save(self, path: PathLike) -> Path:
         """Write the split as JSON, atomically (a temporary file renamed into place)."""
         path = Path(path)
-        _write_json_atomic({"format": FORMAT, **dataclasses.asdict(self)}, path, indent=1)
+        write_json_atomic({"format": FORMAT, **dataclasses.asdict(self)}, path, indent=1)
         return path
 
     @classmethod
     def load(cls, path: PathLike) -> "Split":
         path = Path(path)
-        data = _read_json(path, "a split file written by `politeteacher split`")
+        data = read_json(path, "a split file written by `politeteacher split`")
         names = {f.name for f in dataclasses.fields(cls)}
         required = names - {"source"}
         if not isinstance(data, dict) or data.get("format") != FORMAT or not required <= data.keys():
@@ -83,30 +82,6 @@ class Split:
 
 # ---------------------------------------------------------------------------------------------
 # helpers
-
-
-def _write_json_atomic(obj, path: Path, **dump_kw) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, **dump_kw)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _read_json(path: Path, expected: str):
-    if not path.is_file():
-        raise PoliteTeacherError(f"{path} not found: expected {expected}")
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise PoliteTeacherError(
-            f"{path} is not valid JSON (line {e.lineno}, column {e.colno}): expected {expected}"
-        ) from e
 
 
 def file_sha256(path: Optional[PathLike]) -> str:
@@ -200,7 +175,7 @@ def _ut_key(table: dict, value: str, numeric: bool) -> Optional[str]:
 
 def _read_ut(path: Path) -> dict:
     expected = 'Unbiased Teacher\'s COCO_supervision.txt: {"<percent>": {"<seed>": [indices]}}'
-    data = _read_json(path, expected)
+    data = read_json(path, expected)
     ok = isinstance(data, dict) and all(
         isinstance(v, dict) and all(isinstance(ix, list) for ix in v.values()) for v in data.values()
     )
@@ -269,7 +244,7 @@ def export_ut(split: Split, ut_file: PathLike, dataset: Optional[str] = None) ->
         logger.warning("Replacing the entry [%s][%s] of %s", pkey, skey, path)
     if skey not in entry or sorted(entry[skey]) != indices:
         entry[skey] = indices
-    _write_json_atomic(data, path)
+    write_json_atomic(data, path)
     return path
 
 

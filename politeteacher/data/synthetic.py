@@ -23,6 +23,9 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
+from ..errors import PoliteTeacherError
+from .jsonio import write_json_atomic
+
 logger = logging.getLogger(__name__)
 
 # Category ids start at 1, as in COCO.
@@ -195,14 +198,6 @@ def render_image(
     return np.clip(img, 0, 255).round().astype(np.uint8), objects
 
 
-def _write_json_atomic(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f)
-    os.replace(tmp, path)
-
-
 def generate_dataset(
     out_dir: Union[str, os.PathLike],
     num_images: int,
@@ -248,7 +243,7 @@ def generate_dataset(
         "categories": CATEGORIES,
     }
     json_path = out / "annotations" / f"instances_{split}.json"
-    _write_json_atomic(coco, json_path)
+    write_json_atomic(coco, json_path)
     return json_path
 
 
@@ -278,8 +273,6 @@ def ensure_demo_dataset(root: Optional[Union[str, os.PathLike]] = None) -> Path:
     demo = parent / DEMO_DIRNAME
     if _demo_complete(demo):
         return demo
-    from ..errors import PoliteTeacherError
-
     try:
         parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{DEMO_DIRNAME}.tmp-"))
