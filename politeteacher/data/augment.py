@@ -1,8 +1,8 @@
 """The strong view's photometric augmentation (polite_teacher.md §5), from torchvision transforms.
 
-Colour jitter, grayscale and Gaussian blur act on a PIL image; then three random-noise cutouts act on
-the tensor. Geometry never changes, so the weak view's boxes and masks hold for the strong view.
-Randomness comes from torch's generator (seeded per data-loader worker by detectron2).
+Colour jitter, grayscale and Gaussian blur act on a PIL image; then three random-noise cutouts
+(torchvision's RandomErasing draws) act on the array. Geometry never changes, so the weak view's
+boxes and masks hold for the strong view. Randomness comes from torch's generator (seeded per data-loader worker by detectron2).
 """
 from __future__ import annotations
 
@@ -11,15 +11,38 @@ from typing import Sequence, Tuple
 import numpy as np
 import torch
 from detectron2.config import configurable
-from PIL import Image
+from PIL import Image, ImageFilter
 from torchvision import transforms as T
-from torchvision.transforms import functional as F
 
-__all__ = ["StrongAugmentation"]
+__all__ = ["RandomGaussianBlur", "StrongAugmentation"]
 
-# The blur kernel covers +-3 sigma of the largest sigma used (2.0 by default).
-def _blur_kernel(max_sigma: float) -> int:
-    return 2 * int(np.ceil(3 * max_sigma)) + 1
+
+class RandomGaussianBlur:
+    """Gaussian blur of a PIL image with sigma uniform in ``sigma`` (drawn from torch's generator).
+    PIL's blur is used: several times faster than torchvision's convolution on large images."""
+
+    def __init__(self, sigma: Tuple[float, float]):
+        self.sigma = (float(sigma[0]), float(sigma[1]))
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        sigma = torch.empty(1).uniform_(*self.sigma).item()
+        return image.filter(ImageFilter.GaussianBlur(radius=sigma))
+
+    def __repr__(self) -> str:
+        return f"RandomGaussianBlur(sigma={self.sigma})"
+
+
+def _cutout(erasing: T.RandomErasing, image: np.ndarray) -> None:
+    """torchvision's RandomErasing(value="random") applied in place to a uint8 HWC array: the same
+    draws (probability, rectangle, N(0, 1) noise on the [0, 1] scale), without converting the whole
+    image to float and back."""
+    if torch.rand(1) >= erasing.p:
+        return
+    chw = torch.from_numpy(image).permute(2, 0, 1)
+    i, j, h, w, v = T.RandomErasing.get_params(chw, scale=erasing.scale, ratio=erasing.ratio, value=None)
+    if v is chw:  # no rectangle fitted: torchvision leaves the image as it is
+        return
+    image[i:i + h, j:j + w] = v.clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(1, 2, 0).numpy()
 
 
 class StrongAugmentation:
@@ -53,14 +76,12 @@ class StrongAugmentation:
         self.photometric = T.Compose([
             T.RandomApply([T.ColorJitter(*color_jitter)], p=color_jitter_prob),
             T.RandomGrayscale(p=grayscale_prob),
-            T.RandomApply(
-                [T.GaussianBlur(_blur_kernel(max(blur_sigma)), sigma=tuple(blur_sigma))], p=blur_prob
-            ),
+            T.RandomApply([RandomGaussianBlur(blur_sigma)], p=blur_prob),
         ])
-        self.cutout = T.Compose([
+        self.cutouts = [
             T.RandomErasing(p=p, scale=(s0, s1), ratio=(r0, r1), value="random")
             for p, s0, s1, r0, r1 in cutouts
-        ])
+        ]
 
     @classmethod
     def from_config(cls, cfg):
@@ -79,10 +100,10 @@ class StrongAugmentation:
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"expected a uint8 HxWx3 image, got {image.dtype} {image.shape}")
         rgb = image[:, :, ::-1] if self.image_format == "BGR" else image
-        pil = self.photometric(Image.fromarray(np.ascontiguousarray(rgb)))
-        tensor = self.cutout(F.pil_to_tensor(pil).float().div_(255))
-        out = tensor.clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(1, 2, 0).numpy()
-        return np.ascontiguousarray(out[:, :, ::-1] if self.image_format == "BGR" else out)
+        out = np.array(self.photometric(Image.fromarray(np.ascontiguousarray(rgb))))
+        for erasing in self.cutouts:
+            _cutout(erasing, out)
+        return np.ascontiguousarray(out[:, :, ::-1]) if self.image_format == "BGR" else out
 
     def __repr__(self) -> str:
-        return f"StrongAugmentation({self.photometric}, {self.cutout})"
+        return f"StrongAugmentation({self.photometric}, cutouts={self.cutouts})"

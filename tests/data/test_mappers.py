@@ -128,7 +128,24 @@ def test_cutouts_fill_rectangles_with_noise():
     assert 0.03 * 3600 <= box_area <= 0.2 * 3600 and changed.sum() > 0.8 * box_area
 
 
+def test_cutouts_draw_like_torchvision_random_erasing():
+    from torchvision import transforms as T
+
+    from politeteacher.data.augment import _cutout
+
+    image = np.random.RandomState(2).randint(0, 256, (50, 70, 3), dtype=np.uint8)
+    erasing = T.RandomErasing(p=0.7, scale=(0.05, 0.2), ratio=(0.3, 3.3), value="random")
+    for seed in range(8):
+        torch.manual_seed(seed)
+        expected = erasing(torch.from_numpy(image).permute(2, 0, 1).float() / 255)
+        expected = (expected.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+        torch.manual_seed(seed)
+        ours = image.copy()
+        _cutout(erasing, ours)
+        assert np.array_equal(ours, expected)
+
+
 def test_strong_augmentation_from_config(toy_cfg):
     toy_cfg.INPUT.STRONG.CUTOUTS = [[1.0, 0.1, 0.1, 1.0, 1.0]]
     aug = StrongAugmentation(toy_cfg)
-    assert len(aug.cutout.transforms) == 1 and aug.cutout.transforms[0].scale == (0.1, 0.1)
+    assert len(aug.cutouts) == 1 and aug.cutouts[0].scale == (0.1, 0.1) and aug.cutouts[0].p == 1.0
