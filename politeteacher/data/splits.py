@@ -31,6 +31,8 @@ __all__ = [
     "candidate_ids",
     "check_split",
     "export_ut",
+    "file_sha256",
+    "hide_annotations",
     "import_ut",
     "labeled_and_unlabeled",
     "make_split",
@@ -235,14 +237,12 @@ def export_ut(split: Split, ut_file: PathLike, dataset: Optional[str] = None) ->
             "annotation: Unbiased Teacher indices cannot express it"
         )
     indices = sorted(index_of[i] for i in split.image_ids)
-    pkey = _ut_key(data, str(float(split.percent)), numeric=True) or str(
-        float(split.percent)
-    )
-    entry = data.setdefault(pkey, {})
-    skey = str(split.seed)
-    if skey in entry and sorted(entry[skey]) != indices:
-        logger.warning("Replacing the entry [%s][%s] of %s", pkey, skey, path)
-    if skey not in entry or sorted(entry[skey]) != indices:
+    pkey = _ut_key(data, str(float(split.percent)), numeric=True) or str(float(split.percent))
+    entry, skey = data.setdefault(pkey, {}), str(split.seed)
+    old = entry.get(skey)
+    if old is None or sorted(old) != indices:
+        if old is not None:
+            logger.warning("Replacing the entry [%s][%s] of %s", pkey, skey, path)
         entry[skey] = indices
     write_json_atomic(data, path)
     return path
