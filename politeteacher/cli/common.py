@@ -9,11 +9,9 @@ import re
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
-import torch
 import typer
 from typing_extensions import Annotated
 
-from ..config import resolve_config
 from ..errors import PoliteTeacherError
 
 # A detectron2 config key as written on a command line: upper-case words joined by dots.
@@ -144,6 +142,10 @@ def build_cfg(
     default_preset: Optional[str] = None,
 ):
     """Resolve preset/config file, then flags, then the user's trailing overrides (which win)."""
+    import torch
+
+    from ..config import resolve_config
+
     if preset is None and config_file is None:
         preset = default_preset
     overrides = [*flag_overrides, *extra]

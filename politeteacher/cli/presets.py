@@ -5,7 +5,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..config import resolve_config
 from ..presets import preset_descriptions, preset_path
 from . import app
 
@@ -29,6 +28,8 @@ def show(
 ) -> None:
     """Print a preset's YAML (or, with --resolved, the full config it gives)."""
     if resolved:
+        from ..config import resolve_config
+
         typer.echo(resolve_config(name).dump())
     else:
         typer.echo(preset_path(name).read_text())
