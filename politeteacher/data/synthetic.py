@@ -38,7 +38,7 @@ CLASS_NAMES: List[str] = [c["name"] for c in CATEGORIES]
 DEMO_DIRNAME = "politeteacher_demo"
 # (split, number of images, seed); bump DEMO_VERSION whenever the demo data would change.
 DEMO_SPLITS: Tuple[Tuple[str, int, int], ...] = (("train", 200, 0), ("val", 50, 1), ("test", 4, 2))
-DEMO_VERSION = 1
+DEMO_VERSION = 2
 DEMO_IMAGE_SIZE = ((224, 288), (224, 320))  # (height range, width range)
 _DONE_FILE = "DONE.json"
 
@@ -64,7 +64,7 @@ def _rotate(poly: np.ndarray, angle: float) -> np.ndarray:
     return poly @ np.array([[c, s], [-s, c]])
 
 
-def _shape_polygon(name: str, r: float, angle: float, rng: np.random.RandomState) -> np.ndarray:
+def _shape_polygon(name: str, r: float, angle: float, rng: np.random.Generator) -> np.ndarray:
     if name == "circle":
         return _regular(48, r, 0.0)
     if name == "square":
@@ -93,23 +93,15 @@ def _rasterize(poly: np.ndarray, h: int, w: int) -> Dict:
 
 
 def _dilate(mask: np.ndarray, r: int) -> np.ndarray:
-    """Binary dilation by a (2r+1)^2 square, with shifts (no scipy/cv2 needed)."""
-    out = mask.copy()
-    for axis in (0, 1):
-        src = out.copy()
-        for d in range(1, r + 1):
-            shifted = np.roll(src, d, axis=axis)
-            if axis == 0:
-                shifted[:d] = 0
-            else:
-                shifted[:, :d] = 0
-            out |= shifted
-            shifted = np.roll(src, -d, axis=axis)
-            if axis == 0:
-                shifted[-d:] = 0
-            else:
-                shifted[:, -d:] = 0
-            out |= shifted
+    """Binary dilation by a (2r+1)^2 square, one axis at a time (no scipy/cv2 needed)."""
+    rows = mask.copy()
+    for d in range(1, r + 1):
+        rows[d:] |= mask[:-d]
+        rows[:-d] |= mask[d:]
+    out = rows.copy()
+    for d in range(1, r + 1):
+        out[:, d:] |= rows[:, :-d]
+        out[:, :-d] |= rows[:, d:]
     return out
 
 
@@ -117,14 +109,16 @@ def _dilate(mask: np.ndarray, r: int) -> np.ndarray:
 # Images
 
 
-def _background(h: int, w: int, rng: np.random.RandomState) -> np.ndarray:
+def _background(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
     """Smooth random colour field + gradient + a few unannotated lines + pixel noise, float HWC."""
-    grid = rng.uniform(40, 215, size=(rng.randint(3, 7), rng.randint(3, 7), 3)).astype(np.uint8)
+    grid = rng.uniform(40, 215, size=(rng.integers(3, 7), rng.integers(3, 7), 3)).astype(np.uint8)
     img = np.asarray(Image.fromarray(grid).resize((w, h), Image.BICUBIC), dtype=np.float32)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    g = rng.uniform(-40, 40, size=3)
-    img += (xx / w - 0.5)[..., None] * g if rng.rand() < 0.5 else (yy / h - 0.5)[..., None] * g
-    for _ in range(rng.randint(0, 5)):  # clutter that is not an object
+    g = rng.uniform(-40, 40, size=3).astype(np.float32)
+    if rng.random() < 0.5:
+        img += np.linspace(-0.5, 0.5, w, dtype=np.float32)[None, :, None] * g
+    else:
+        img += np.linspace(-0.5, 0.5, h, dtype=np.float32)[:, None, None] * g
+    for _ in range(rng.integers(0, 5)):  # clutter that is not an object
         p0 = rng.uniform(0, 1, 2) * (w, h)
         p1 = rng.uniform(0, 1, 2) * (w, h)
         n = int(np.hypot(*(p1 - p0))) + 1
@@ -132,15 +126,15 @@ def _background(h: int, w: int, rng: np.random.RandomState) -> np.ndarray:
         pts[:, 0] = pts[:, 0].clip(0, w - 1)
         pts[:, 1] = pts[:, 1].clip(0, h - 1)
         img[pts[:, 1], pts[:, 0]] = rng.uniform(0, 255, 3)
-    img += rng.normal(0, rng.uniform(3, 12), size=img.shape)
+    img += rng.standard_normal(img.shape, dtype=np.float32) * np.float32(rng.uniform(3, 12))
     return img
 
 
-def _pick_size(size: Size, rng: np.random.RandomState) -> int:
+def _pick_size(size: Size, rng: np.random.Generator) -> int:
     if isinstance(size, (int, np.integer)):
         return int(size)
     lo, hi = size
-    return int(rng.randint(lo, hi + 1))
+    return int(rng.integers(lo, hi + 1))
 
 
 def render_image(
@@ -159,7 +153,7 @@ def render_image(
     range. ``scale`` is the range of a shape's radius as a fraction of the image's shorter side.
     A shape that cannot be placed without touching another within ``attempts`` tries is dropped.
     """
-    rng = np.random.RandomState(seed)
+    rng = np.random.default_rng(seed)
     if isinstance(image_size, (int, np.integer)):
         image_size = (image_size, image_size)
     h, w = _pick_size(image_size[0], rng), _pick_size(image_size[1], rng)
@@ -167,9 +161,9 @@ def render_image(
     occupied = np.zeros((h, w), dtype=bool)
     objects: List[Dict] = []
     short = min(h, w)
-    for _ in range(rng.randint(min_objects, max_objects + 1)):
+    for _ in range(rng.integers(min_objects, max_objects + 1)):
         for _ in range(attempts):
-            cat = CATEGORIES[rng.randint(len(CATEGORIES))]
+            cat = CATEGORIES[rng.integers(len(CATEGORIES))]
             r = rng.uniform(*scale) * short
             poly = _shape_polygon(cat["name"], r, rng.uniform(0, 2 * np.pi), rng)
             lo, hi = poly.min(0), poly.max(0)
@@ -186,7 +180,7 @@ def render_image(
             shade = rng.uniform(-30, 30, 3)  # a gradient across the shape
             ys, xs = np.nonzero(mask)
             t = ((xs - xs.min()) / max(1, np.ptp(xs)))[:, None] - 0.5
-            img[ys, xs] = colour + t * shade + rng.normal(0, 6, size=(len(ys), 3))
+            img[ys, xs] = colour + t * shade + 6 * rng.standard_normal((len(ys), 3), dtype=np.float32)
             objects.append({
                 "category_id": cat["id"],
                 "segmentation": [poly.ravel().tolist()],
