@@ -80,6 +80,10 @@ def _load_checked(json_file: str, image_root: str, name: Optional[str], layout: 
     return dicts
 
 
+# name -> (json_file, image_root) of what register_coco_json registered in this process.
+_REGISTERED: Dict[str, Tuple[str, str]] = {}
+
+
 def register_coco_json(
     name: str, json_file: Union[str, os.PathLike], image_root: Union[str, os.PathLike],
     layout: str = "", **metadata,
@@ -96,6 +100,14 @@ def register_coco_json(
     MetadataCatalog.get(name).set(
         json_file=json_file, image_root=image_root, evaluator_type="coco", **metadata
     )
+    _REGISTERED[name] = (json_file, image_root)
+
+
+def _ensure_registered(name: str, json_file: Path, image_root: Path, layout: str, **metadata) -> None:
+    """Register ``name`` with these paths unless this module already did (detectron2's own
+    import-time registration of a built-in name does not count: its errors are tracebacks)."""
+    if _REGISTERED.get(name) != (str(json_file), str(image_root)) or name not in DatasetCatalog:
+        register_coco_json(name, json_file, image_root, layout, **metadata)
 
 
 def _categories_metadata(categories: Sequence[dict]) -> dict:
@@ -155,21 +167,17 @@ def resolve_dataset(name: str, validate: bool = True) -> None:
     if name in COCO_BUILTINS:
         json_file, image_root = _coco_paths(name)
         layout = f"{COCO_LAYOUT}; set DETECTRON2_DATASETS or see README"
-        meta = MetadataCatalog.get(name)
-        if meta.get("json_file") != str(json_file) or meta.get("image_root") != str(image_root):
-            register_coco_json(name, json_file, image_root, layout, **_get_builtin_metadata("coco"))
+        _ensure_registered(name, json_file, image_root, layout, **_get_builtin_metadata("coco"))
         if validate:
             _check_exists(json_file, image_root, layout)
     elif name in DEMO_NAMES:
         json_file, image_root = demo_paths()[DEMO_NAMES[name]]
         ensure_demo_dataset()
-        meta = MetadataCatalog.get(name)
-        if meta.get("json_file") != str(json_file):
-            register_coco_json(
-                name, json_file, image_root,
-                "the generated demo dataset; delete its folder to have it made again",
-                **_categories_metadata(DEMO_CATEGORIES),
-            )
+        _ensure_registered(
+            name, json_file, image_root,
+            "the generated demo dataset; delete its folder to have it made again",
+            **_categories_metadata(DEMO_CATEGORIES),
+        )
     elif name not in DatasetCatalog.list():
         raise PoliteTeacherError(
             f"unknown dataset {name!r}: use a COCO name such as coco_2017_train / coco_2017_val "

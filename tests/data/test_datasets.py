@@ -111,6 +111,24 @@ def test_coco_names_resolve_under_detectron2_datasets_at_call_time(small_cfg, tm
     )
 
 
+def test_detectron2s_import_time_registration_is_replaced(tmp_path, monkeypatch, toy):
+    # detectron2 registered coco_2017_val at import with the same root: loading must still give
+    # one-line errors, not detectron2's FileNotFoundError traceback.
+    from detectron2.data.datasets import register_coco_instances
+
+    monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path))
+    ann = tmp_path / "coco" / "annotations" / "instances_val2017.json"
+    DatasetCatalog.pop("coco_2017_val", None)
+    MetadataCatalog.pop("coco_2017_val", None)
+    register_coco_instances("coco_2017_val", {}, str(ann), str(tmp_path / "coco" / "val2017"))
+    with pytest.raises(PoliteTeacherError, match=f"{ann} not found"):
+        get_dataset_dicts("coco_2017_val")
+    _coco_layout(tmp_path, toy)
+    ann.write_text("[]")
+    with pytest.raises(PoliteTeacherError, match=f"{ann} is not a COCO instances file"):
+        get_dataset_dicts("coco_2017_val")
+
+
 def test_broken_coco_json_names_the_file_when_loaded(tmp_path, monkeypatch, toy):
     monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path))
     ann = _coco_layout(tmp_path, toy)
