@@ -4,10 +4,74 @@ from __future__ import annotations
 import typer
 
 from . import app
+from .common import (
+    EXTRA_ARGS,
+    ConfigFileOpt,
+    DeviceOpt,
+    DistUrlOpt,
+    MachineRankOpt,
+    NumGpusOpt,
+    NumMachinesOpt,
+    OutputDirOpt,
+    PercentOpt,
+    PresetOpt,
+    SeedOpt,
+    SplitFileOpt,
+    TrainImagesOpt,
+    TrainJsonOpt,
+    UnlabeledOpt,
+    ValImagesOpt,
+    ValJsonOpt,
+    WeightsOpt,
+)
+from .training_options import AmpOpt, ForceOpt, ResumeOpt, launch_kwargs, training_cfg
+
+DEFAULT_PRESET = "polite_teacher_sup10"
 
 
-@app.command("train-ssl", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def train_ssl(ctx: typer.Context) -> None:
-    """Train with Polite Teacher on labelled + unlabelled images."""
-    typer.echo("`politeteacher train-ssl` is not implemented yet", err=True)
-    raise typer.Exit(3)
+@app.command("train-ssl", context_settings=EXTRA_ARGS)
+def train_ssl(
+    ctx: typer.Context,
+    weights: WeightsOpt = None,
+    preset: PresetOpt = None,
+    config_file: ConfigFileOpt = None,
+    split: SplitFileOpt = None,
+    percent: PercentOpt = None,
+    seed: SeedOpt = None,
+    train_json: TrainJsonOpt = None,
+    train_images: TrainImagesOpt = None,
+    val_json: ValJsonOpt = None,
+    val_images: ValImagesOpt = None,
+    unlabeled_images: UnlabeledOpt = None,
+    output_dir: OutputDirOpt = None,
+    resume: ResumeOpt = False,
+    force: ForceOpt = False,
+    device: DeviceOpt = None,
+    amp: AmpOpt = False,
+    num_gpus: NumGpusOpt = 1,
+    num_machines: NumMachinesOpt = 1,
+    machine_rank: MachineRankOpt = 0,
+    dist_url: DistUrlOpt = "auto",
+) -> None:
+    """Train with Polite Teacher on labelled + unlabelled images, from a baseline checkpoint.
+
+    The unlabelled pool is the training set minus the labelled split, plus --unlabeled-images.
+    Trailing `KEY VALUE` pairs override config keys, e.g. `SEMISUPERVISED.BOX_THRESHOLD 0.7`.
+    Default preset: polite_teacher_sup10; default run folder: runs/ssl/<preset>.
+    """
+    from ..engine.evaluate import format_results
+    from ..engine.polite_teacher import run_train_ssl
+
+    cfg = training_cfg(
+        "ssl", DEFAULT_PRESET, ctx.args, preset=preset, config_file=config_file,
+        output_dir=output_dir, weights=weights, device=device, amp=amp, resume=resume,
+        train_json=train_json, train_images=train_images, val_json=val_json, val_images=val_images,
+        unlabeled_images=unlabeled_images, split=split, percent=percent, seed=seed,
+    )
+    results = run_train_ssl(
+        cfg, resume=resume, force=force, **launch_kwargs(num_gpus, num_machines, machine_rank, dist_url)
+    )
+    if machine_rank == 0:
+        if results:
+            typer.echo(format_results(results))
+        typer.echo(f"run folder: {cfg.OUTPUT_DIR}")

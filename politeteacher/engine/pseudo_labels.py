@@ -49,7 +49,7 @@ def as_targets(pseudo: Instances) -> Instances:
 def _mask_matrix(masks, h: int, w: int) -> torch.Tensor:
     if isinstance(masks, PolygonMasks):
         masks = BitMasks.from_polygon_masks(masks, h, w)
-    return masks.tensor.reshape(len(masks), -1).float()
+    return masks.tensor.flatten(1).float()
 
 
 def _precision_recall(iou: torch.Tensor, same_class: torch.Tensor, scores: torch.Tensor):

@@ -1,0 +1,297 @@
+"""Polite Teacher: teacher–student training on labelled + unlabelled images (polite_teacher.md §2–§5).
+
+`PoliteTeacherTrainer.run_step` is the whole method, read top to bottom: draw a labelled and an
+unlabelled batch (two views each, same geometry), update the teacher, let it pseudo-label the weak
+views, and train the student on the labelled views and the strong unlabelled views.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+import weakref
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import torch
+from torch import nn
+from detectron2.engine import TrainerBase, hooks
+from detectron2.solver import build_lr_scheduler, build_optimizer
+from detectron2.utils import comm
+from detectron2.utils.events import get_event_storage
+
+from ..data.mappers import TwoViewMapper
+from ..data.splits import labeled_and_unlabeled
+from ..data.streams import IterationBatches, iteration_loader
+from ..errors import PoliteTeacherError
+from ..config import save_config
+from .baseline import build_centermask, finish_run, prepare_training_cfg
+from .checkpoint import AtomicCheckpointer, best_metric_key, build_checkpoint_hooks, load_initial_weights
+from .evaluate import EVAL_RESULTS, coco_evaluate
+from .launch import check_launch, setup_logging, launch_workers
+from .progress import build_progress_hooks
+from .run_dir import prepare_run_dir
+from .ema import copy_student_to_teacher, ema_update
+from .pseudo_labels import as_targets, make_pseudo_labels, pseudo_label_stats
+
+logger = logging.getLogger(__name__)
+
+SUPERVISED_LOSSES = ("loss_fcos_cls", "loss_fcos_loc", "loss_fcos_ctr", "loss_mask", "loss_maskiou")
+
+
+class TeacherStudent(nn.Module):
+    """Both models in one module, so a checkpoint names them `modelTeacher.` / `modelStudent.` as
+    Polite Teacher checkpoints do."""
+
+    def __init__(self, teacher: nn.Module, student: nn.Module):
+        super().__init__()
+        self.modelTeacher = teacher
+        self.modelStudent = student
+
+
+def pseudo_loss_weights(cfg) -> Dict[str, float]:
+    """Weights of the losses on pseudo-labels (§3 step 6): boxes of pseudo-labels give no box
+    regression or centerness signal; classification, masks and mask IoU get the unsupervised weight."""
+    w = cfg.SEMISUPERVISED.UNSUP_LOSS_WEIGHT
+    return {
+        "loss_fcos_cls": w,
+        "loss_fcos_loc": cfg.SEMISUPERVISED.PSEUDO_LOC_WEIGHT,
+        "loss_fcos_ctr": cfg.SEMISUPERVISED.PSEUDO_CTR_WEIGHT,
+        "loss_mask": w,
+        "loss_maskiou": w,
+    }
+
+
+def _per_worker(total: int, what: str, world: Optional[int] = None) -> int:
+    world = world or comm.get_world_size()
+    if total % world:
+        raise PoliteTeacherError(f"{what} = {total} is not divisible by the {world} workers; change it")
+    return total // world
+
+
+class PoliteTeacherTrainer(TrainerBase):
+    """Student (optimised, in DDP when distributed) and teacher (EMA of the student, no gradients)."""
+
+    def __init__(self, cfg, student: nn.Module, teacher: nn.Module, labeled: List[dict], unlabeled: List[dict]):
+        super().__init__()
+        if not unlabeled:
+            raise PoliteTeacherError(
+                "the unlabelled pool is empty: use a split below 100 % or add --unlabeled-images DIR"
+            )
+        self.cfg = cfg
+        teacher.requires_grad_(False)
+        teacher.eval()
+        self.teacher = teacher
+        self.student_module = student
+        self.optimizer = build_optimizer(cfg, student)
+        self.scheduler = build_lr_scheduler(cfg, self.optimizer)
+        self.student = _wrap_ddp(student)
+        self.models = TeacherStudent(teacher, student)
+        self.checkpointer = AtomicCheckpointer(self.models, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        self.max_iter = cfg.SOLVER.MAX_ITER
+        self.amp = cfg.SOLVER.AMP.ENABLED
+        self.scaler = torch.cuda.amp.GradScaler(enabled=self.amp)
+        self.loss_weights = pseudo_loss_weights(cfg)
+        self._labeled_stream = IterationBatches(
+            labeled, TwoViewMapper(cfg, is_train=True, labeled=True),
+            _per_worker(cfg.SOLVER.IMS_PER_BATCH, "SOLVER.IMS_PER_BATCH"),
+            seed=cfg.SEED, rank=comm.get_rank(), world_size=comm.get_world_size(),
+        )
+        self._unlabeled_stream = IterationBatches(
+            unlabeled, TwoViewMapper(cfg, is_train=True, labeled=False),
+            _per_worker(cfg.SOLVER.IMS_PER_BATCH_UNLABELED, "SOLVER.IMS_PER_BATCH_UNLABELED"),
+            seed=cfg.SEED + 1, rank=comm.get_rank(), world_size=comm.get_world_size(),
+        )
+        self._streams = None
+        self.last_results: Dict[str, dict] = {}
+        self.register_hooks(self.build_hooks())
+
+    def before_train(self):
+        # Streams start where the run (re)starts, so a resumed run draws the batches it would have.
+        workers = self.cfg.DATALOADER.NUM_WORKERS
+        self._streams = (
+            iter(iteration_loader(self._labeled_stream, self.start_iter, workers)),
+            iter(iteration_loader(self._unlabeled_stream, self.start_iter, workers)),
+        )
+        super().before_train()
+
+    def run_step(self):
+        cfg = self.cfg.SEMISUPERVISED
+        self.student.train()
+        start = time.perf_counter()
+        labeled, unlabeled = next(self._streams[0]), next(self._streams[1])
+        data_time = time.perf_counter() - start
+
+        with torch.autocast("cuda", enabled=self.amp):
+            if self.iter < cfg.BURN_IN_ITERS:
+                # Burn-in: supervised only, weak views, like the baseline.
+                loss_dict = self.student([weak for weak, _ in labeled])
+                total = sum(loss_dict.values())
+                pseudo = None
+            else:
+                # 1. The teacher: an exact copy at the first semi-supervised iteration, then EMA.
+                if self.iter == cfg.BURN_IN_ITERS:
+                    copy_student_to_teacher(self.teacher, self.student)
+                else:
+                    ema_update(self.teacher, self.student, cfg.EMA_KEEP_RATE)
+                # 2. Pseudo-labels from the teacher on the weak views (unlabelled images carry no
+                #    annotations; their mask heads only run on boxes that pass the threshold).
+                t0 = time.perf_counter()
+                detections = self.teacher.predict_for_pseudo_labels(
+                    [weak for weak, _ in unlabeled],
+                    postprocess=cfg.TEACHER_POSTPROCESS,
+                    score_threshold=cfg.BOX_THRESHOLD,
+                )
+                pseudo = make_pseudo_labels(detections, cfg.BOX_THRESHOLD, cfg.MASK_IOU_THRESHOLD)
+                pseudo_time = time.perf_counter() - t0
+                # 3. Student on labelled images, weak and strong views together.
+                loss_dict = self.student([view for pair in labeled for view in pair])
+                total = sum(loss_dict.values())
+                # 4. Student on the strong unlabelled views against the pseudo-labels.
+                strong = [dict(s, instances=as_targets(p)) for (_, s), p in zip(unlabeled, pseudo)]
+                pseudo_losses = self.student(strong)
+                for name, value in pseudo_losses.items():
+                    total = total + self.loss_weights[name] * value
+                    loss_dict[f"{name}_pseudo"] = value
+
+        if not torch.isfinite(total):
+            raise FloatingPointError(
+                f"loss became {total.item()} at iteration {self.iter}: "
+                + ", ".join(f"{k}={v.item():.4g}" for k, v in loss_dict.items())
+            )
+        self.optimizer.zero_grad()
+        self.scaler.scale(total).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+
+        storage = get_event_storage()
+        metrics = {k: v.detach().item() for k, v in loss_dict.items()}
+        metrics["total_loss"] = total.detach().item()
+        metrics = _mean_over_workers(metrics)
+        storage.put_scalars(**metrics, data_time=data_time)
+        if pseudo is not None and (self.iter + 1) % self.cfg.SOLVER.LOG_PERIOD == 0:
+            storage.put_scalar("pseudo/time", pseudo_time)
+            # Statistics of the main process's share of the batch (their keys depend on whether its
+            # unlabelled images have hidden ground truth, so they are not averaged over workers).
+            hidden = [weak.get("hidden_instances") for weak, _ in unlabeled]
+            storage.put_scalars(**pseudo_label_stats(pseudo, hidden), smoothing_hint=False)
+
+    def state_dict(self):
+        out = super().state_dict()
+        out["optimizer"] = self.optimizer.state_dict()
+        out["grad_scaler"] = self.scaler.state_dict()
+        return out
+
+    def load_state_dict(self, state_dict):
+        super().load_state_dict(state_dict)
+        self.optimizer.load_state_dict(state_dict["optimizer"])
+        if "grad_scaler" in state_dict:
+            self.scaler.load_state_dict(state_dict["grad_scaler"])
+
+    # ------------------------------------------------------------------------------------------
+    # around the loop: weights, hooks, evaluation
+
+    def resume_or_load(self, resume: bool) -> None:
+        """With `resume` and a checkpoint in OUTPUT_DIR: both models, optimiser, scheduler, iteration
+        and hook states from it. Otherwise MODEL.WEIGHTS into the student (the teacher is copied from
+        it at the first semi-supervised iteration)."""
+        if resume and self.checkpointer.has_checkpoint():
+            path = self.checkpointer.get_checkpoint_file()
+            self.checkpointer.load(path)
+            self.start_iter = self.iter + 1
+            logger.info("Resuming from %s at iteration %d", path, self.start_iter)
+        else:
+            load_initial_weights(self.student_module, self.cfg.MODEL.WEIGHTS, which="teacher")
+            self.start_iter = 0
+
+    def evaluate(self) -> Dict[str, dict]:
+        """COCO AP of the teacher (the reported model) and, unless switched off, of the student;
+        metrics are written as `teacher/segm/AP`, `student/bbox/AP`, ..."""
+        out = str(Path(self.cfg.OUTPUT_DIR) / "inference")
+        results = {}
+        if self.iter >= self.cfg.SEMISUPERVISED.BURN_IN_ITERS:  # no teacher during burn-in
+            results["teacher"] = coco_evaluate(self.cfg, self.teacher, f"{out}/teacher")
+        if self.cfg.SEMISUPERVISED.EVAL_STUDENT or not results:
+            results["student"] = coco_evaluate(self.cfg, self.student_module, f"{out}/student")
+        self.last_results = results if comm.is_main_process() else {}
+        return self.last_results
+
+    def build_hooks(self) -> List[hooks.HookBase]:
+        cfg = self.cfg
+        out: List[hooks.HookBase] = [hooks.IterationTimer(), hooks.LRScheduler()]
+        if cfg.DATASETS.TEST:
+            out.append(hooks.EvalHook(cfg.TEST.EVAL_PERIOD, self.evaluate))
+        best = best_metric_key(cfg, "teacher/segm/AP") if cfg.DATASETS.TEST else None
+        out += build_checkpoint_hooks(cfg, self.checkpointer, best_metric=best)
+        out += build_progress_hooks(cfg, self.max_iter)
+        return out
+
+
+def train_ssl(cfg, resume: bool = False) -> Dict:
+    """Train in this worker (through `launch_workers`, or directly in one process); returns the final
+    evaluation {"teacher": {...}, "student": {...}} on the main process."""
+    from ..data.datasets import register_all
+
+    register_all(cfg)  # registrations do not cross process boundaries
+    labeled, unlabeled = labeled_and_unlabeled(cfg)
+    logger.info("Labelled images: %d, unlabelled images: %d", len(labeled), len(unlabeled))
+    student, teacher = build_centermask(cfg), build_centermask(cfg)
+    trainer = PoliteTeacherTrainer(cfg, student, teacher, labeled, unlabeled)
+    trainer.resume_or_load(resume)
+    trainer.train(trainer.start_iter, trainer.max_iter)
+    results = getattr(trainer, "last_results", {})
+    if comm.is_main_process():
+        finish_run(cfg, results)
+    comm.synchronize()
+    return results
+
+
+def run_train_ssl(
+    cfg,
+    *,
+    resume: bool = False,
+    force: bool = False,
+    num_gpus: int = 1,
+    num_machines: int = 1,
+    machine_rank: int = 0,
+    dist_url: str = "auto",
+) -> Dict[str, dict]:
+    """`politeteacher train-ssl`: Polite Teacher into cfg.OUTPUT_DIR; returns the final evaluation of
+    the teacher and the student. Same run-folder rules as the baseline (`--resume` / `--force`)."""
+    if not cfg.MODEL.WEIGHTS and cfg.SEMISUPERVISED.BURN_IN_ITERS <= 0 and not resume:
+        raise PoliteTeacherError(
+            "train-ssl starts from a trained model: pass --weights BASELINE.pth, or set "
+            "SEMISUPERVISED.BURN_IN_ITERS > 0 to train the student supervised first"
+        )
+    world = check_launch(cfg, num_gpus, num_machines, machine_rank, dist_url)
+    _per_worker(cfg.SOLVER.IMS_PER_BATCH_UNLABELED, "SOLVER.IMS_PER_BATCH_UNLABELED", world)
+    cfg = prepare_training_cfg(cfg, world)
+    out = Path(cfg.OUTPUT_DIR)
+    if machine_rank == 0:
+        prepare_run_dir(out, resume=resume, force=force)
+        save_config(cfg, out)
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+    setup_logging(str(out))
+    logger.info("Run folder: %s", out)
+    results = launch_workers(train_ssl, cfg, num_gpus, num_machines, machine_rank, dist_url, resume)
+    if results is None or world > 1:
+        path = out / EVAL_RESULTS
+        return json.loads(path.read_text())["results"] if path.is_file() else {}
+    return results
+
+
+def _mean_over_workers(values: Dict[str, float]) -> Dict[str, float]:
+    if comm.get_world_size() == 1:
+        return values
+    gathered = comm.gather(values)
+    if not comm.is_main_process():
+        return values
+    return {k: sum(g[k] for g in gathered) / len(gathered) for k in values}
+
+
+def _wrap_ddp(model: nn.Module) -> nn.Module:
+    if comm.get_world_size() == 1:
+        return model
+    device_ids = [comm.get_local_rank()] if next(model.parameters()).is_cuda else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False)
