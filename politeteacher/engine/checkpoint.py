@@ -1,0 +1,276 @@
+"""Checkpoints that survive a kill, and the hooks that write them.
+
+`AtomicCheckpointer` is detectron2's `DetectionCheckpointer` whose files are written to `name.pth.tmp`,
+fsynced and renamed over the target, so an interrupted save never leaves a broken or half-overwritten
+file. It saves whatever module it is given: a CenterMask model, or a wrapper holding two models (keys
+then carry the attribute names, e.g. `modelTeacher.` / `modelStudent.`).
+
+`build_checkpoint_hooks` gives the periodic checkpointer (keeping the newest
+`SOLVER.MAX_CHECKPOINTS_KEPT` files, surviving resumes) and the best-metric checkpointer; both are
+stateful through the trainer's checkpoint, so a resumed run keeps counting where it stopped.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import torch
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.engine import hooks
+from detectron2.utils import comm
+
+from ..errors import PoliteTeacherError
+
+logger = logging.getLogger(__name__)
+
+# File names in a run folder (see also `run_dir.RUN_ARTIFACTS`).
+LAST_CHECKPOINT = "last_checkpoint"
+FINAL_NAME = "model_final"
+BEST_NAME = "model_best"
+PERIODIC_PREFIX = "model"
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # e.g. a platform without directory file descriptors
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(target: os.PathLike | str, write_fn) -> Path:
+    """Call `write_fn(file_object)` on `target.tmp`, fsync it, and rename it over `target`.
+
+    A reader sees either the old complete file or the new complete file, never a partial one; when
+    `write_fn` raises, the temporary file is removed and the old file is untouched.
+    """
+    target = Path(target)
+    tmp = target.with_name(target.name + ".tmp")
+    try:
+        with open(tmp, "wb") as f:
+            write_fn(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(target.parent)
+    return target
+
+
+def atomic_write_text(target: os.PathLike | str, text: str) -> Path:
+    return atomic_write(target, lambda f: f.write(text.encode("utf-8")))
+
+
+class AtomicCheckpointer(DetectionCheckpointer):
+    """`DetectionCheckpointer` with atomic saves.
+
+    `save(name, tag_last=False)` writes a file without pointing `last_checkpoint` at it (used for
+    `model_best`, so that `--resume` always continues from the newest periodic or final checkpoint).
+    """
+
+    def save(self, name: str, *, tag_last: bool = True, **kwargs: Any) -> None:
+        if not self.save_dir or not self.save_to_disk:
+            return
+        data: Dict[str, Any] = {"model": self.model.state_dict()}
+        for key, obj in self.checkpointables.items():
+            data[key] = obj.state_dict()
+        data.update(kwargs)
+
+        basename = f"{name}.pth"
+        os.makedirs(self.save_dir, exist_ok=True)
+        save_file = os.path.join(self.save_dir, basename)
+        self.logger.info("Saving checkpoint to %s", save_file)
+        atomic_write(save_file, lambda f: torch.save(data, f))
+        if tag_last:
+            self.tag_last_checkpoint(basename)
+
+    def tag_last_checkpoint(self, last_filename_basename: str) -> None:
+        atomic_write_text(os.path.join(self.save_dir, LAST_CHECKPOINT), last_filename_basename)
+
+
+_PERIODIC = re.compile(r"^(?P<prefix>.+)_(?P<iter>\d{7})\.pth$")
+
+
+def periodic_checkpoints(save_dir: os.PathLike | str, prefix: str = PERIODIC_PREFIX) -> List[Path]:
+    """The periodic checkpoints `<prefix>_<7-digit iteration>.pth` in a folder, oldest first."""
+    found = []
+    for p in Path(save_dir).glob(f"{prefix}_*.pth"):
+        m = _PERIODIC.match(p.name)
+        if m and m.group("prefix") == prefix:
+            found.append((int(m.group("iter")), p))
+    return [p for _, p in sorted(found)]
+
+
+class PeriodicCheckpointer(hooks.PeriodicCheckpointer):
+    """detectron2's periodic checkpoint hook, keeping the newest `max_to_keep` periodic files.
+
+    Retention looks at the folder rather than at the files saved by this process, so checkpoints
+    written before a `--resume` count too. `model_final.pth` and `model_best.pth` are never removed.
+    """
+
+    def __init__(self, checkpointer, period: int, max_iter: Optional[int] = None,
+                 max_to_keep: Optional[int] = None, file_prefix: str = PERIODIC_PREFIX):
+        super().__init__(checkpointer, period, max_iter=max_iter, max_to_keep=None, file_prefix=file_prefix)
+        if max_to_keep is not None and max_to_keep < 1:
+            raise ValueError(f"max_to_keep must be >= 1, got {max_to_keep}")
+        self.keep = max_to_keep
+
+    def step(self, iteration: int, **kwargs: Any) -> None:
+        super().step(iteration, **kwargs)
+        if self.keep is not None and (int(iteration) + 1) % self.period == 0:
+            self.prune()
+
+    def prune(self) -> None:
+        if not self.checkpointer.save_to_disk or not self.checkpointer.save_dir:
+            return
+        files = periodic_checkpoints(self.checkpointer.save_dir, self.file_prefix)
+        for old in files[: max(0, len(files) - self.keep)]:
+            logger.info("Removing old checkpoint %s (keeping the newest %d)", old, self.keep)
+            old.unlink(missing_ok=True)
+
+
+class BestCheckpointer(hooks.BestCheckpointer):
+    """detectron2's best-metric checkpointer, whose best value is part of the trainer's state.
+
+    Without that, a resumed run would overwrite `model_best.pth` with its first (possibly worse)
+    evaluation. It also does not move `last_checkpoint`, so `--resume` follows the periodic files.
+    """
+
+    def _save_best(self, iteration: int) -> None:
+        self._checkpointer.save(self._file_prefix, tag_last=False, iteration=iteration)
+
+    def _best_checking(self):
+        metric_tuple = self.trainer.storage.latest().get(self._val_metric)
+        if metric_tuple is None:
+            self._logger.warning(
+                f"metric {self._val_metric} was not computed; no {self._file_prefix}.pth this time"
+            )
+            return
+        value, metric_iter = metric_tuple
+        if math.isnan(value) or math.isinf(value):
+            return
+        if self.best_metric is None or self._compare(value, self.best_metric):
+            self._save_best(metric_iter)
+            self._logger.info(
+                f"{self._file_prefix}.pth: {self._val_metric} = {value:0.4f} at iteration {metric_iter}"
+            )
+            self._update_best(value, metric_iter)
+
+    def state_dict(self) -> Dict[str, Any]:
+        if self.best_metric is None:
+            return {}
+        return {"best_metric": self.best_metric, "best_iter": self.best_iter}
+
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+        self.best_metric = state_dict.get("best_metric")
+        self.best_iter = state_dict.get("best_iter")
+
+
+def best_metric_key(cfg, metric: str = "segm/AP") -> str:
+    """The storage key of `metric` as written by the eval hook: prefixed by the dataset name when
+    `DATASETS.TEST` holds several datasets (the first one decides)."""
+    if len(cfg.DATASETS.TEST) > 1:
+        return f"{cfg.DATASETS.TEST[0]}/{metric}"
+    return metric
+
+
+def build_checkpoint_hooks(
+    cfg,
+    checkpointer: AtomicCheckpointer,
+    best_metric: Optional[str] = "segm/AP",
+    mode: str = "max",
+) -> List[hooks.HookBase]:
+    """Checkpoint hooks for a trainer; register them *after* the eval hook.
+
+    - `model_<iter>.pth` every SOLVER.CHECKPOINT_PERIOD iterations, newest SOLVER.MAX_CHECKPOINTS_KEPT kept;
+      `model_final.pth` after the last iteration;
+    - `model_best.pth` whenever `best_metric` (a key of the eval results, e.g. "segm/AP" or
+      "teacher/segm/AP") improves, checked at every TEST.EVAL_PERIOD and at the end.
+
+    Only the main process gets hooks (the others return []), as in detectron2.
+    """
+    if not comm.is_main_process():
+        return []
+    out: List[hooks.HookBase] = []
+    if best_metric:
+        out.append(BestCheckpointer(cfg.TEST.EVAL_PERIOD, checkpointer, best_metric, mode, BEST_NAME))
+    keep = cfg.SOLVER.MAX_CHECKPOINTS_KEPT
+    out.append(PeriodicCheckpointer(checkpointer, cfg.SOLVER.CHECKPOINT_PERIOD,
+                                    max_to_keep=keep if keep and keep > 0 else None))
+    return out
+
+
+__all__ = [
+    "AtomicCheckpointer",
+    "BestCheckpointer",
+    "PeriodicCheckpointer",
+    "atomic_write",
+    "atomic_write_text",
+    "best_metric_key",
+    "build_checkpoint_hooks",
+    "load_initial_weights",
+    "resolve_weights",
+    "periodic_checkpoints",
+    "BEST_NAME",
+    "FINAL_NAME",
+    "LAST_CHECKPOINT",
+]
+
+
+def resolve_weights(weights: str) -> str:
+    """A local file for `weights`: '' stays '' (from scratch), a URL is downloaded into detectron2's
+    cache (offline: a one-line PoliteTeacherError saying what to pass instead), a path must exist.
+    Call it once on the launching process, so workers never download."""
+    if not weights:
+        return ""
+    if "://" in weights:
+        from detectron2.utils.file_io import PathManager
+
+        try:
+            local = PathManager.get_local_path(weights)
+        except Exception as e:  # network errors come in many types
+            raise PoliteTeacherError(
+                f"could not fetch weights {weights} ({type(e).__name__}); download the file and pass "
+                "--weights /path/to/file, or --weights none to train from scratch"
+            ) from None
+        if not os.path.isfile(local):
+            raise PoliteTeacherError(
+                f"could not fetch weights {weights}; pass --weights /path/to/file, or --weights none"
+            )
+        return local
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise PoliteTeacherError(f"weights file {weights} not found; pass a .pth/.pkl checkpoint, or none")
+    return str(path.resolve())
+
+
+def load_initial_weights(model: torch.nn.Module, weights: str, which: str = "teacher") -> None:
+    """Starting weights of a run (not a resume):
+    - '' : nothing, the model keeps its initialisation (from scratch);
+    - `*.pkl` (detectron2 / Caffe2 model zoo, e.g. ImageNet R-50): detectron2's name-matching load,
+      missing heads are reported and keep their initialisation;
+    - anything else (`*.pth`): a CenterMask checkpoint (plain, detectron2, or two-model, `which`
+      picking the teacher or student), loaded strictly; a checkpoint of another model is an error.
+    """
+    if not weights:
+        logger.info("No initial weights: training from scratch")
+        return
+    if weights.endswith(".pkl"):
+        target = model.module if hasattr(model, "module") else model
+        DetectionCheckpointer(target).load(weights, checkpointables=[])
+        return
+    from ..modeling import load_centermask_weights
+
+    n = load_centermask_weights(model, weights, which=which)["loaded"]
+    logger.info("Loaded %d tensors from %s (%s)", n, weights, which)

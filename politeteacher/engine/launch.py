@@ -1,0 +1,176 @@
+"""Starting workers: detectron2's `launch`, plus what each worker sets up before training.
+
+`launch_workers(fn, cfg, num_gpus, ...)` runs `fn(cfg, *args)` in `num_gpus` processes per machine
+(one per GPU; on a machine without GPUs, CPU processes talking over gloo). Each worker first calls
+`setup_worker(cfg)`: logging to the console (main process) and `OUTPUT_DIR/log.txt`, the seed
+(`SEED + rank`), and, on the CPU, a fair share of the cores.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+from contextlib import contextmanager
+from typing import Any, Callable
+
+import torch
+from detectron2.engine import create_ddp_model as _d2_create_ddp_model
+from detectron2.engine import launch
+from detectron2.utils import comm
+from detectron2.utils.env import seed_all_rng
+
+from ..errors import PoliteTeacherError
+
+logger = logging.getLogger(__name__)
+
+# Loggers whose records a run shows and keeps in log.txt.
+LOGGER_NAMES = ("politeteacher", "detectron2", "fvcore")
+_FMT = "[%(asctime)s %(name)s]: %(message)s"
+
+
+class _StdoutHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stdout` is at the time of the record (test runners swap it)."""
+
+    def __init__(self):
+        super().__init__(sys.stdout)
+
+    @property
+    def stream(self):
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
+def setup_logging(output_dir: str | None = None, rank: int = 0, console: bool = True) -> None:
+    """INFO logging of the project and detectron2 to stdout (main process only) and to
+    `output_dir/log.txt` (`log.txt.rank<N>` for other ranks). Calling it again replaces the handlers
+    it added before, so several runs in one process don't duplicate lines."""
+    formatter = logging.Formatter(_FMT, datefmt="%m/%d %H:%M:%S")
+    handlers: list[logging.Handler] = []
+    if console and rank == 0:
+        h = _StdoutHandler()
+        h.setFormatter(formatter)
+        handlers.append(h)
+    if output_dir:
+        os.makedirs(output_dir, exist_ok=True)
+        name = "log.txt" if rank == 0 else f"log.txt.rank{rank}"
+        h = logging.FileHandler(os.path.join(output_dir, name))
+        h.setFormatter(formatter)
+        handlers.append(h)
+    for name in LOGGER_NAMES:
+        lg = logging.getLogger(name)
+        for old in [h for h in lg.handlers if getattr(h, "_politeteacher", False)]:
+            lg.removeHandler(old)
+            old.close()
+        lg.setLevel(logging.INFO)
+        lg.propagate = False
+        for h in handlers:
+            h._politeteacher = True  # type: ignore[attr-defined]
+            lg.addHandler(h)
+
+
+def setup_worker(cfg) -> None:
+    """Per-process setup before building a trainer: logging, seed, CPU threads."""
+    rank = comm.get_rank()
+    setup_logging(cfg.OUTPUT_DIR, rank)
+    seed = cfg.SEED if cfg.SEED >= 0 else None
+    seed_all_rng(None if seed is None else seed + rank)
+    if not cfg.MODEL.DEVICE.startswith("cuda"):
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, comm.get_local_size())))
+
+
+def create_ddp_model(model: torch.nn.Module, **kwargs: Any) -> torch.nn.Module:
+    """detectron2's `create_ddp_model` (a no-op in one process), correct for CPU models too:
+    DistributedDataParallel must get `device_ids=None` for a model on the CPU."""
+    if comm.get_world_size() > 1 and "device_ids" not in kwargs:
+        param = next(model.parameters(), None)
+        if param is None or param.device.type != "cuda":
+            kwargs["device_ids"] = None
+    return _d2_create_ddp_model(model, **kwargs)
+
+
+def _worker(fn: Callable, cfg, args: tuple) -> Any:
+    setup_worker(cfg)
+    return fn(cfg, *args)
+
+
+@contextmanager
+def _hide_gpus(hide: bool):
+    """detectron2's launch picks NCCL whenever torch sees a GPU; CPU workers need gloo."""
+    if not hide:
+        yield
+        return
+    old = os.environ.get("CUDA_VISIBLE_DEVICES")
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+        else:
+            os.environ["CUDA_VISIBLE_DEVICES"] = old
+
+
+def check_launch(cfg, num_gpus: int, num_machines: int, machine_rank: int, dist_url: str) -> int:
+    """Validate the worker layout (flags, GPUs of this machine); return the world size."""
+    if num_gpus < 1 or num_machines < 1:
+        raise PoliteTeacherError("--num-gpus and --num-machines must be at least 1")
+    if not 0 <= machine_rank < num_machines:
+        raise PoliteTeacherError(f"--machine-rank must be in [0, {num_machines - 1}], got {machine_rank}")
+    if num_machines > 1 and dist_url == "auto":
+        raise PoliteTeacherError("several machines need --dist-url tcp://<host of rank 0>:<port>, not 'auto'")
+    world = num_gpus * num_machines
+    if cfg.MODEL.DEVICE.startswith("cuda"):
+        have = torch.cuda.device_count()
+        if num_gpus > have:
+            raise PoliteTeacherError(
+                f"--num-gpus {num_gpus} but torch sees {have} GPU(s); pass --num-gpus {max(have, 1)}"
+                + (" or --device cpu" if have == 0 else "")
+            )
+    return world
+
+
+def check_batch_split(cfg, world_size: int, keys=("IMS_PER_BATCH",)) -> None:
+    """Batch sizes are totals over all workers: each of SOLVER.<keys> must divide evenly."""
+    for key in keys:
+        total = int(cfg.SOLVER.get(key))
+        if total < 1 or total % world_size:
+            raise PoliteTeacherError(
+                f"SOLVER.{key} = {total} is a total over {world_size} workers and must divide evenly; "
+                f"pass SOLVER.{key} {max(world_size, total // world_size * world_size)}"
+            )
+
+
+# The last line of a worker's traceback for a project error, e.g. "politeteacher.errors.PoliteTeacherError: ...".
+_REMOTE_ERROR = re.compile(r"^politeteacher\.[\w.]*Error: (.+)$", re.MULTILINE)
+
+
+def launch_workers(
+    fn: Callable,
+    cfg,
+    num_gpus: int = 1,
+    num_machines: int = 1,
+    machine_rank: int = 0,
+    dist_url: str = "auto",
+    *args: Any,
+) -> Any:
+    """Run `fn(cfg, *args)` in every worker (see module doc). Returns `fn`'s result when a single
+    process runs it here; with several processes the result stays in the workers (write what you
+    need to OUTPUT_DIR). A PoliteTeacherError raised in a worker comes back as one."""
+    check_launch(cfg, num_gpus, num_machines, machine_rank, dist_url)
+    world = num_gpus * num_machines
+    if world == 1:
+        return _worker(fn, cfg, args)
+    try:
+        with _hide_gpus(not cfg.MODEL.DEVICE.startswith("cuda")):
+            launch(_worker, num_gpus, num_machines=num_machines, machine_rank=machine_rank,
+                   dist_url=dist_url, args=(fn, cfg, args))
+    except torch.multiprocessing.ProcessRaisedException as e:
+        m = _REMOTE_ERROR.search(str(e))
+        if m:
+            raise PoliteTeacherError(m.group(1).strip()) from None
+        raise
+    return None
