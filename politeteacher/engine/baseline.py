@@ -1,0 +1,233 @@
+"""Supervised CenterMask training on the labelled split (polite_teacher.md §1), detectron2-style.
+
+`BaselineTrainer` is a detectron2 `DefaultTrainer`: SimpleTrainer (or AMPTrainer) underneath, the
+config's optimizer and LR schedule, and hooks for everything periodic:
+
+    IterationTimer, LRScheduler,
+    EvalHook (TEST.EVAL_PERIOD and at the end)       -> "bbox/AP", "segm/AP", ... in metrics.json
+    BestCheckpointer ("segm/AP")                     -> model_best.pth
+    PeriodicCheckpointer (SOLVER.CHECKPOINT_PERIOD)  -> model_<iter>.pth (newest MAX_CHECKPOINTS_KEPT), model_final.pth
+    PeriodicWriter (SOLVER.LOG_PERIOD)               -> progress lines, metrics.json, TensorBoard events
+    ProgressBar                                      -> a tqdm bar on a terminal
+
+`train_baseline(cfg, resume)` runs in each worker; `run_train_baseline(cfg, ...)` is the command:
+it resolves datasets and weights, guards the run folder, writes config.yaml and launches the workers.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import weakref
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import torch
+from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, hooks
+from detectron2.engine.train_loop import TrainerBase
+from detectron2.utils import comm
+
+from ..config import save_config
+from ..errors import PoliteTeacherError
+from .checkpoint import (
+    AtomicCheckpointer,
+    best_metric_key,
+    build_checkpoint_hooks,
+    load_initial_weights,
+    resolve_weights,
+)
+from .evaluate import EVAL_RESULTS, build_evaluator, build_test_loader, by_dataset, coco_evaluate, write_results
+from .launch import check_batch_split, check_launch, create_ddp_model, launch_workers, setup_logging
+from .progress import build_progress_hooks
+from .run_dir import check_run_dir, prepare_run_dir
+
+logger = logging.getLogger(__name__)
+
+
+def check_amp(cfg) -> None:
+    """Mixed precision needs a GPU; on the CPU it is refused rather than silently ignored."""
+    if cfg.SOLVER.AMP.ENABLED and not cfg.MODEL.DEVICE.startswith("cuda"):
+        raise PoliteTeacherError(
+            "--amp (SOLVER.AMP.ENABLED) needs a GPU but MODEL.DEVICE is "
+            f"{cfg.MODEL.DEVICE}; drop --amp or train on --device cuda"
+        )
+
+
+def build_centermask(cfg) -> torch.nn.Module:
+    """detectron2's build_model with the CenterMask components registered."""
+    import politeteacher.modeling  # noqa: F401
+    from detectron2.modeling import build_model
+
+    model = build_model(cfg)
+    n = sum(p.numel() for p in model.parameters())
+    logger.info("Model: %s, %.1fM parameters, on %s", cfg.MODEL.META_ARCHITECTURE, n / 1e6, cfg.MODEL.DEVICE)
+    return model
+
+
+class BaselineTrainer(DefaultTrainer):
+    """DefaultTrainer for CenterMask on the labelled split (see module doc).
+
+    Differences from detectron2's: the train loader reads the labelled split only, with the weak
+    mapper; checkpoints are atomic and retained (`checkpoint.py`); evaluation uses the mask-scoring
+    COCO evaluator; DDP works for CPU workers; starting weights go through `load_initial_weights`.
+    """
+
+    def __init__(self, cfg):
+        TrainerBase.__init__(self)
+        check_amp(cfg)
+        self.cfg = cfg
+        model = self.build_model(cfg)
+        optimizer = self.build_optimizer(cfg, model)
+        data_loader = self.build_train_loader(cfg)
+        model = create_ddp_model(model, broadcast_buffers=False)
+        trainer_cls = AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer
+        self._trainer = trainer_cls(model, data_loader, optimizer)
+        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
+        self.checkpointer = AtomicCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        self.start_iter = 0
+        self.max_iter = cfg.SOLVER.MAX_ITER
+        self._last_eval_results: Dict = {}
+        self.register_hooks(self.build_hooks())
+
+    @classmethod
+    def build_model(cls, cfg):
+        return build_centermask(cfg)
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        from ..data.loaders import build_labeled_loader
+        from ..data.mappers import WeakMapper
+        from ..data.splits import labeled_and_unlabeled
+
+        labeled, _ = labeled_and_unlabeled(cfg)
+        return build_labeled_loader(cfg, labeled, WeakMapper(cfg, is_train=True))
+
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name):
+        return build_test_loader(cfg, dataset_name)
+
+    @classmethod
+    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+        return build_evaluator(cfg, dataset_name, output_folder)
+
+    @classmethod
+    def test(cls, cfg, model, evaluators=None):
+        if evaluators is not None:
+            return super().test(cfg, model, evaluators)
+        return coco_evaluate(cfg, model, str(Path(cfg.OUTPUT_DIR) / "inference"))
+
+    def resume_or_load(self, resume: bool = True) -> None:
+        """With `resume` and a checkpoint in OUTPUT_DIR: load model, optimizer, scheduler, iteration and
+        hook states from it and continue at the next iteration. Otherwise: MODEL.WEIGHTS as starting
+        weights (see `load_initial_weights`) at iteration 0."""
+        if resume and self.checkpointer.has_checkpoint():
+            path = self.checkpointer.get_checkpoint_file()
+            self.checkpointer.load(path)
+            self.start_iter = self.iter + 1
+            logger.info("Resuming from %s at iteration %d", path, self.start_iter)
+        else:
+            if resume:
+                logger.info("--resume: no checkpoint in %s yet; starting at iteration 0", self.cfg.OUTPUT_DIR)
+            load_initial_weights(self.model, self.cfg.MODEL.WEIGHTS)
+            self.start_iter = 0
+
+    def _evaluate(self) -> Dict:
+        self._last_eval_results = self.test(self.cfg, self.model)
+        return self._last_eval_results
+
+    def build_hooks(self) -> List[hooks.HookBase]:
+        cfg = self.cfg
+        ret: List[hooks.HookBase] = [hooks.IterationTimer(), hooks.LRScheduler()]
+        if cfg.DATASETS.TEST:
+            ret.append(hooks.EvalHook(cfg.TEST.EVAL_PERIOD, self._evaluate))
+        # After the eval hook: the best checkpoint needs its metric, and the periodic checkpoint then
+        # stores the best value seen so far in the trainer state (for --resume).
+        best = best_metric_key(cfg, "segm/AP") if cfg.DATASETS.TEST else None
+        ret += build_checkpoint_hooks(cfg, self.checkpointer, best_metric=best)
+        ret += build_progress_hooks(cfg, self.max_iter)
+        return ret
+
+    def train(self) -> Dict:
+        super(DefaultTrainer, self).train(self.start_iter, self.max_iter)
+        return self._last_eval_results
+
+
+def train_baseline(cfg, resume: bool = False) -> Dict:
+    """Train in this worker (call through `launch_workers`, or directly in a single process) and
+    return the final evaluation results ({} on other ranks or without a test set).
+
+    `cfg` must be resolved (datasets registered once on the launching process, classes applied, see
+    `prepare_training_cfg`); OUTPUT_DIR must exist. The main worker also writes the final results to
+    OUTPUT_DIR/eval_results.json and the curves to OUTPUT_DIR/curves.png.
+    """
+    from ..data.datasets import register_all
+
+    register_all(cfg)  # registrations do not cross process boundaries
+    trainer = BaselineTrainer(cfg)
+    trainer.resume_or_load(resume=resume)
+    results = trainer.train() or {}
+    if comm.is_main_process():
+        finish_run(cfg, results)
+    comm.synchronize()
+    return results
+
+
+def finish_run(cfg, results: Dict) -> None:
+    """Main process, after training: final results as JSON and the loss/AP curves."""
+    from .plot import plot_run
+
+    out = Path(cfg.OUTPUT_DIR)
+    if results:
+        write_results(out / EVAL_RESULTS, by_dataset(cfg, results), weights=str(out / "model_final.pth"))
+    try:
+        logger.info("Curves: %s", plot_run(out))
+    except PoliteTeacherError as e:
+        logger.warning("no curves: %s", e)
+
+
+def prepare_training_cfg(cfg, world_size: int = 1, batch_keys=("IMS_PER_BATCH",)):
+    """On the launching process, before any worker starts: refuse AMP on the CPU, check that the
+    batch totals SOLVER.<batch_keys> split evenly over `world_size` workers, register the datasets
+    (one-line errors for missing files), set the class count from the training set, and resolve
+    MODEL.WEIGHTS to a local file (downloading a URL once). Returns a frozen copy."""
+    from ..data.datasets import setup_datasets
+
+    check_amp(cfg)
+    check_batch_split(cfg, world_size, batch_keys)
+    cfg = setup_datasets(cfg)
+    cfg.MODEL.WEIGHTS = resolve_weights(cfg.MODEL.WEIGHTS)
+    cfg.freeze()
+    return cfg
+
+
+def run_train_baseline(
+    cfg,
+    *,
+    resume: bool = False,
+    force: bool = False,
+    num_gpus: int = 1,
+    num_machines: int = 1,
+    machine_rank: int = 0,
+    dist_url: str = "auto",
+) -> Dict[str, dict]:
+    """`politeteacher train-baseline`: train into cfg.OUTPUT_DIR and return the final evaluation
+    {dataset: {"bbox": {...}, "segm": {...}}} ({} without a test set).
+
+    The run folder must be empty or new unless `resume` (continue from its last checkpoint) or
+    `force` (delete the previous run's files and start over)."""
+    check_launch(cfg, num_gpus, num_machines, machine_rank, dist_url)
+    out = Path(cfg.OUTPUT_DIR)
+    if machine_rank == 0:
+        check_run_dir(out, resume=resume, force=force)  # before anything slow (datasets, downloads)
+    cfg = prepare_training_cfg(cfg, num_gpus * num_machines)
+    if machine_rank == 0:
+        prepare_run_dir(out, resume=resume, force=force)
+        save_config(cfg, out)
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+    setup_logging(str(out))
+    logger.info("Run folder: %s", out)
+    results = launch_workers(train_baseline, cfg, num_gpus, num_machines, machine_rank, dist_url, resume)
+    if results is None or num_gpus * num_machines > 1:
+        path = out / EVAL_RESULTS
+        return json.loads(path.read_text())["results"] if path.is_file() else {}
+    return by_dataset(cfg, results) if results else {}

@@ -1,0 +1,204 @@
+"""COCO evaluation of a model or a checkpoint: bbox and segm AP on DATASETS.TEST.
+
+- `coco_evaluate(cfg, model, output_dir)`: what the trainers call every TEST.EVAL_PERIOD (and at the
+  end); detectron2's `DefaultTrainer.test` with the mask-scoring COCO evaluator.
+- `evaluate_checkpoint(cfg, weights, which)`: one worker's part of `politeteacher eval`.
+- `run_evaluate(cfg, weights, ...)`: the whole command (datasets resolved, workers launched); returns
+  {dataset: {"bbox": {...}, "segm": {...}}} and writes `eval_results.json` plus the raw COCO results
+  (`<dataset>/coco_instances_results.json`) into the output folder.
+- `format_results(results, per_category)`: the AP tables as text.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections import OrderedDict
+from pathlib import Path
+from typing import Dict, Mapping, Optional
+
+import torch
+from detectron2.evaluation import inference_on_dataset, print_csv_format
+from detectron2.utils import comm
+
+from ..errors import PoliteTeacherError
+from .checkpoint import atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+EVAL_RESULTS = "eval_results.json"
+SUMMARY_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+TASKS = ("bbox", "segm")
+
+
+def build_test_loader(cfg, dataset_name: str):
+    from ..data.loaders import build_test_loader as _build
+
+    return _build(cfg, dataset_name)
+
+
+def build_evaluator(cfg, dataset_name: str, output_dir: Optional[str] = None):
+    """Mask-scoring COCO evaluator (bbox ranked by `scores`, segm by `mask_scores`)."""
+    from ..evaluation.coco import MaskScoringCOCOEvaluator
+
+    return MaskScoringCOCOEvaluator(dataset_name, tasks=TASKS, distributed=True, output_dir=output_dir)
+
+
+def coco_evaluate(cfg, model: torch.nn.Module, output_dir: Optional[str] = None) -> Dict[str, dict]:
+    """Evaluate `model` on every dataset of DATASETS.TEST; call it in every worker.
+
+    Returns {"bbox": {...}, "segm": {...}} for one test dataset, {dataset: {...}} for several (as
+    detectron2's DefaultTrainer.test, so the eval hook writes "segm/AP" to metrics.json); {} on
+    ranks other than the main one. With `output_dir`, each dataset's raw COCO results go to
+    `output_dir/<dataset>/coco_instances_results.json`.
+    """
+    results: Dict[str, dict] = OrderedDict()
+    for name in cfg.DATASETS.TEST:
+        out = str(Path(output_dir) / name) if output_dir else None
+        res = inference_on_dataset(model, build_test_loader(cfg, name), build_evaluator(cfg, name, out))
+        results[name] = res
+        if comm.is_main_process():
+            logger.info("Evaluation results for %s in csv format:", name)
+            print_csv_format(res)
+    if not comm.is_main_process():
+        return {}
+    if len(results) == 1:
+        return next(iter(results.values()))
+    return dict(results)
+
+
+def by_dataset(cfg, results: Mapping) -> Dict[str, dict]:
+    """`coco_evaluate`'s results keyed by dataset name, whatever the number of test datasets."""
+    if len(cfg.DATASETS.TEST) == 1 and set(results) <= set(TASKS):
+        return {cfg.DATASETS.TEST[0]: dict(results)}
+    return dict(results)
+
+
+def _json_safe(obj):
+    """NaN/inf (e.g. APs when there are no small objects) become null in JSON."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Mapping):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
+def write_results(path: Path, results: Mapping, **info) -> Path:
+    """Write {**info, "results": {dataset: {task: {metric: value}}}} as JSON, atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write_text(path, json.dumps(_json_safe({**info, "results": results}), indent=2))
+
+
+def build_inference_model(cfg, weights: str, which: str = "teacher") -> torch.nn.Module:
+    """A CenterMask built from `cfg` with `weights` loaded strictly (`which` picks the teacher or the
+    student of a two-model checkpoint), in eval mode. A checkpoint of another model (other classes,
+    backbone or channels) is a PoliteTeacherError."""
+    import politeteacher.modeling  # noqa: F401  (registers CenterMask)
+    from detectron2.modeling import build_model
+
+    from ..modeling import load_centermask_weights
+
+    if which not in ("teacher", "student"):
+        raise PoliteTeacherError(f"--model must be teacher or student, got '{which}'")
+    if not weights:
+        raise PoliteTeacherError("no weights to evaluate; pass --weights path/to/model_final.pth")
+    model = build_model(cfg)
+    load_centermask_weights(model, weights, which=which)
+    model.eval()
+    return model
+
+
+def eval_datasets(cfg):
+    """A copy of `cfg` ready to evaluate on DATASETS.TEST (or DATASETS.CUSTOM.VAL_*): test sets
+    registered and checked, classes taken from the test set. The training set is not needed (it may
+    be absent on the machine that evaluates): the class count must match the checkpoint anyway."""
+    from ..data.datasets import apply_dataset_classes, register_all
+
+    cfg = cfg.clone()
+    cfg.defrost()
+    custom = cfg.DATASETS.CUSTOM
+    custom.TRAIN_JSON, custom.TRAIN_IMAGES = "", ""
+    cfg.DATASETS.UNLABELED_IMAGE_DIRS = []
+    if custom.VAL_JSON or custom.VAL_IMAGES:
+        cfg.DATASETS.TEST = ("custom_val",)
+    if not cfg.DATASETS.TEST:
+        raise PoliteTeacherError("no test dataset: set DATASETS.TEST, or pass --val-json and --val-images")
+    cfg.DATASETS.TRAIN = tuple(cfg.DATASETS.TEST)[:1]
+    return apply_dataset_classes(register_all(cfg))
+
+
+def evaluate_checkpoint(cfg, weights: str, which: str = "teacher") -> Dict[str, dict]:
+    """One worker's part of `politeteacher eval` (see `run_evaluate`); {} on other ranks."""
+    from ..data.datasets import register_all
+
+    register_all(cfg)
+    model = build_inference_model(cfg, weights, which)
+    results = coco_evaluate(cfg, model, cfg.OUTPUT_DIR)
+    if not comm.is_main_process():
+        return {}
+    results = by_dataset(cfg, results)
+    write_results(Path(cfg.OUTPUT_DIR) / EVAL_RESULTS, results, weights=str(weights), model=which)
+    return results
+
+
+def run_evaluate(
+    cfg,
+    weights: str,
+    which: str = "teacher",
+    num_gpus: int = 1,
+    num_machines: int = 1,
+    machine_rank: int = 0,
+    dist_url: str = "auto",
+) -> Dict[str, dict]:
+    """`politeteacher eval`: evaluate `weights` on DATASETS.TEST; results go to cfg.OUTPUT_DIR.
+
+    Returns {dataset: {"bbox": {"AP", "AP50", "AP75", "APs", "APm", "APl", "AP-<class>"...},
+    "segm": {...}}} (values in percent; NaN where COCO defines none).
+    """
+    from .launch import check_launch, launch_workers, setup_logging
+
+    if not weights:
+        raise PoliteTeacherError("no weights to evaluate; pass --weights path/to/model_final.pth")
+    if "://" not in str(weights) and not Path(weights).is_file():
+        raise PoliteTeacherError(f"weights file {weights} not found; pass an existing checkpoint")
+    cfg = eval_datasets(cfg)
+    cfg.freeze()
+    check_launch(cfg, num_gpus, num_machines, machine_rank, dist_url)
+    Path(cfg.OUTPUT_DIR).mkdir(parents=True, exist_ok=True)
+    setup_logging(cfg.OUTPUT_DIR)
+    results = launch_workers(evaluate_checkpoint, cfg, num_gpus, num_machines, machine_rank, dist_url,
+                             str(weights), which)
+    if results is None:  # several processes: read what the main worker wrote
+        path = Path(cfg.OUTPUT_DIR) / EVAL_RESULTS
+        results = json.loads(path.read_text())["results"] if path.is_file() else {}
+    return results
+
+
+def _cell(v) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "-"
+    return f"{v:.3f}"
+
+
+def format_results(results: Mapping[str, Mapping], per_category: bool = False) -> str:
+    """AP tables (percent, 3 decimals; '-' where COCO defines no value) for each dataset:
+    one row per task (bbox, segm), and with `per_category` a bbox/segm AP row per class."""
+    lines = []
+    for name, res in results.items():
+        lines.append(f"{name}:")
+        lines.append(f"  {'task':<6}" + "".join(f"{k:>9}" for k in SUMMARY_KEYS))
+        for task in TASKS:
+            if task in res:
+                lines.append(f"  {task:<6}" + "".join(f"{_cell(res[task].get(k)):>9}" for k in SUMMARY_KEYS))
+        if per_category:
+            cats = [k[3:] for k in res.get("bbox", res.get("segm", {})) if k.startswith("AP-")]
+            if cats:
+                width = max(8, max(len(c) for c in cats))
+                lines.append(f"  {'category':<{width}}" + "".join(f"{t + ' AP':>10}" for t in TASKS if t in res))
+                for c in cats:
+                    lines.append(f"  {c:<{width}}" + "".join(
+                        f"{_cell(res[t].get('AP-' + c)):>10}" for t in TASKS if t in res))
+    return "\n".join(lines)

@@ -1,0 +1,44 @@
+"""A tiny generated dataset and a tiny CenterMask config for training tests on 2 CPU cores."""
+from types import SimpleNamespace
+
+import pytest
+
+from politeteacher.config import resolve_config
+from politeteacher.data.synthetic import generate_dataset
+
+# Demo preset (R-18, GN) made smaller still: 128-px images, thin heads, 2 images per step.
+TINY = [
+    "MODEL.WEIGHTS", "", "MODEL.DEVICE", "cpu",
+    "MODEL.FPN.OUT_CHANNELS", "32", "MODEL.FCOS.NUM_CLS_CONVS", "1", "MODEL.FCOS.NUM_BOX_CONVS", "1",
+    "MODEL.ROI_MASK_HEAD.NUM_CONV", "1", "MODEL.ROI_MASK_HEAD.CONV_DIM", "32",
+    "MODEL.ROI_MASKIOU_HEAD.NUM_CONV", "1", "MODEL.ROI_MASKIOU_HEAD.CONV_DIM", "32",
+    "MODEL.ROI_MASKIOU_HEAD.FC_DIM", "64",
+    "INPUT.MIN_SIZE_TRAIN", "(128,)", "INPUT.MAX_SIZE_TRAIN", "160",
+    "INPUT.MIN_SIZE_TEST", "128", "INPUT.MAX_SIZE_TEST", "160",
+    "DATALOADER.NUM_WORKERS", "0", "DATASETS.SPLIT.PERCENT", "100.0",
+    "SOLVER.IMS_PER_BATCH", "2", "SOLVER.WARMUP_ITERS", "2", "SOLVER.LOG_PERIOD", "1",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory):
+    """6 training and 3 validation images of shapes, 128 x 160 (COCO format)."""
+    root = tmp_path_factory.mktemp("tiny_data")
+    train = generate_dataset(root, 6, seed=0, split="train", image_size=(128, 160), max_objects=3)
+    val = generate_dataset(root, 3, seed=1, split="val", image_size=(128, 160), max_objects=3)
+    return SimpleNamespace(root=root, train_json=train, train_images=root / "train",
+                           val_json=val, val_images=root / "val")
+
+
+def _tiny_cfg(data, output_dir, *overrides, val=True):
+    opts = ["DATASETS.CUSTOM.TRAIN_JSON", str(data.train_json), "DATASETS.CUSTOM.TRAIN_IMAGES", str(data.train_images)]
+    if val:
+        opts += ["DATASETS.CUSTOM.VAL_JSON", str(data.val_json), "DATASETS.CUSTOM.VAL_IMAGES", str(data.val_images)]
+    return resolve_config("demo", None, [*TINY, *opts, "OUTPUT_DIR", str(output_dir), *overrides])
+
+
+@pytest.fixture
+def tiny_cfg(tiny_data):
+    """`tiny_cfg(output_dir, *KEY_VALUE_overrides, val=True)`: the tiny config on the tiny data,
+    training into `output_dir`; `val=False` trains without a test set (no evaluation)."""
+    return lambda output_dir, *overrides, val=True: _tiny_cfg(tiny_data, output_dir, *overrides, val=val)
