@@ -1,13 +1,23 @@
 """`politeteacher plot`."""
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Optional
+
 import typer
+from typing_extensions import Annotated
 
 from . import app
 
 
-@app.command("plot", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def plot(ctx: typer.Context) -> None:
+@app.command("plot")
+def plot(
+    run_dir: Annotated[Path, typer.Argument(help="Run folder holding metrics.json.")],
+    output: Annotated[
+        Optional[Path], typer.Option("--output", "-o", help="PNG to write (default: RUN_DIR/curves.png).")
+    ] = None,
+) -> None:
     """Draw a run's loss and AP curves to a PNG."""
-    typer.echo("`politeteacher plot` is not implemented yet", err=True)
-    raise typer.Exit(3)
+    from ..engine.plot import plot_run
+
+    typer.echo(str(plot_run(run_dir, output)))

@@ -1,13 +1,57 @@
 """`politeteacher predict`."""
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Optional
+
 import typer
+from typing_extensions import Annotated
 
 from . import app
+from ..errors import PoliteTeacherError
+from .common import EXTRA_ARGS, ConfigFileOpt, DeviceOpt, PresetOpt, WeightsOpt, split_overrides
+from .training_options import ModelOpt, inference_cfg, weights_or_latest_run
+
+DEFAULT_PRESET = "baseline_sup10"
 
 
-@app.command("predict", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def predict(ctx: typer.Context) -> None:
-    """Segment images: overlays and a COCO results JSON."""
-    typer.echo("`politeteacher predict` is not implemented yet", err=True)
-    raise typer.Exit(3)
+@app.command("predict", context_settings=EXTRA_ARGS)
+def predict(
+    ctx: typer.Context,
+    weights: WeightsOpt = None,
+    threshold: Annotated[float, typer.Option("--threshold", help="Keep detections with score >= this.")] = 0.5,
+    output: Annotated[
+        Optional[Path], typer.Option("--output", "-o", help="Folder for overlays and predictions.json.")
+    ] = Path("runs/predict"),
+    model: ModelOpt = "teacher",
+    preset: PresetOpt = None,
+    config_file: ConfigFileOpt = None,
+    device: DeviceOpt = None,
+) -> None:
+    """Segment images: overlays and a COCO results JSON.
+
+    Usage: politeteacher predict IMAGE|FOLDER|GLOB ... [--weights W] [KEY VALUE ...]
+
+    Without --weights, the newest run's model_best.pth (else model_final.pth) under runs/ is used.
+    The config is --preset/--config-file if given, else the config.yaml of the checkpoint's run.
+    """
+    from ..predict import predict as run_predict
+
+    items, overrides = split_overrides(ctx.args)
+    unknown = [t for t in items if t.startswith("-") and not Path(t).exists()]
+    if unknown:
+        raise PoliteTeacherError(f"unknown option(s) {' '.join(unknown)}; see `politeteacher predict --help`")
+    if not items:
+        raise PoliteTeacherError("no images given; pass image files, folders or glob patterns")
+    weights = weights_or_latest_run(weights)
+    cfg = inference_cfg(weights, overrides, default_preset=DEFAULT_PRESET, preset=preset,
+                        config_file=config_file, device=device)
+    report = run_predict(cfg, items, weights, output, threshold=threshold, which=model)
+    for path, why in report.skipped:
+        typer.echo(f"skipped {path}: {why}", err=True)
+    typer.echo(
+        f"{len(report.overlays)} image(s), {report.num_detections} detection(s) with score >= {threshold:g} "
+        f"from {weights} ({model})"
+    )
+    typer.echo(f"overlays: {Path(output).resolve()}")
+    typer.echo(f"results: {report.predictions_json} (images: {report.images_json})")

@@ -4,10 +4,71 @@ from __future__ import annotations
 import typer
 
 from . import app
+from .common import (
+    EXTRA_ARGS,
+    ConfigFileOpt,
+    DeviceOpt,
+    DistUrlOpt,
+    MachineRankOpt,
+    NumGpusOpt,
+    NumMachinesOpt,
+    OutputDirOpt,
+    PercentOpt,
+    PresetOpt,
+    SeedOpt,
+    SplitFileOpt,
+    TrainImagesOpt,
+    TrainJsonOpt,
+    ValImagesOpt,
+    ValJsonOpt,
+    WeightsOpt,
+)
+from .training_options import AmpOpt, ForceOpt, ResumeOpt, launch_kwargs, training_cfg
+
+DEFAULT_PRESET = "baseline_sup10"
 
 
-@app.command("train-baseline", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def train_baseline(ctx: typer.Context) -> None:
-    """Train the supervised baseline on the labelled split."""
-    typer.echo("`politeteacher train-baseline` is not implemented yet", err=True)
-    raise typer.Exit(3)
+@app.command("train-baseline", context_settings=EXTRA_ARGS)
+def train_baseline(
+    ctx: typer.Context,
+    preset: PresetOpt = None,
+    config_file: ConfigFileOpt = None,
+    split: SplitFileOpt = None,
+    percent: PercentOpt = None,
+    seed: SeedOpt = None,
+    train_json: TrainJsonOpt = None,
+    train_images: TrainImagesOpt = None,
+    val_json: ValJsonOpt = None,
+    val_images: ValImagesOpt = None,
+    output_dir: OutputDirOpt = None,
+    weights: WeightsOpt = None,
+    resume: ResumeOpt = False,
+    force: ForceOpt = False,
+    device: DeviceOpt = None,
+    amp: AmpOpt = False,
+    num_gpus: NumGpusOpt = 1,
+    num_machines: NumMachinesOpt = 1,
+    machine_rank: MachineRankOpt = 0,
+    dist_url: DistUrlOpt = "auto",
+) -> None:
+    """Train the supervised baseline on the labelled split.
+
+    Trailing `KEY VALUE` pairs override config keys, e.g. `SOLVER.MAX_ITER 1000`.
+    Default preset: baseline_sup10; default run folder: runs/baseline/<preset>.
+    """
+    from ..engine.baseline import run_train_baseline
+    from ..engine.evaluate import format_results
+
+    cfg = training_cfg(
+        "baseline", DEFAULT_PRESET, ctx.args, preset=preset, config_file=config_file,
+        output_dir=output_dir, weights=weights, device=device, amp=amp, resume=resume,
+        train_json=train_json, train_images=train_images, val_json=val_json, val_images=val_images,
+        split=split, percent=percent, seed=seed,
+    )
+    results = run_train_baseline(
+        cfg, resume=resume, force=force, **launch_kwargs(num_gpus, num_machines, machine_rank, dist_url)
+    )
+    if machine_rank == 0:
+        if results:
+            typer.echo(format_results(results))
+        typer.echo(f"run folder: {cfg.OUTPUT_DIR}")

@@ -1,0 +1,129 @@
+"""Options shared by the training commands (`train-baseline`, `train-ssl`) and the config they build.
+
+A training command declares its flags with the Annotated types of `common.py` and the ones below,
+then calls `training_cfg(...)` to get the resolved config (OUTPUT_DIR defaulting to
+`runs/<kind>/<preset or config stem>`), and `launch_kwargs(...)` for the engine's `run_*` function.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import typer
+from typing_extensions import Annotated
+
+from ..engine.run_dir import default_run_dir, run_config
+from ..errors import PoliteTeacherError
+from .common import build_cfg, data_overrides, run_overrides, split_overrides
+
+ResumeOpt = Annotated[
+    bool, typer.Option("--resume", help="Continue the run in the output folder from its last checkpoint.")
+]
+ForceOpt = Annotated[
+    bool,
+    typer.Option("--force", help="Start over in a non-empty output folder (deletes its checkpoints and metrics)."),
+]
+AmpOpt = Annotated[bool, typer.Option("--amp", help="Mixed precision (GPU only; SOLVER.AMP.ENABLED).")]
+ModelOpt = Annotated[
+    str, typer.Option("--model", help="Which model of a two-model (Polite Teacher) checkpoint: teacher or student.")
+]
+
+
+def config_overrides_only(extra: Sequence[str]) -> List[str]:
+    """The trailing `KEY VALUE` overrides; anything else on the line is an error."""
+    others, overrides = split_overrides(extra)
+    if others:
+        raise PoliteTeacherError(
+            f"unexpected argument(s): {' '.join(others)}; options start with --, "
+            "config overrides are KEY VALUE pairs such as SOLVER.MAX_ITER 100"
+        )
+    return overrides
+
+
+def training_cfg(
+    kind: str,
+    default_preset: str,
+    extra: Sequence[str],
+    *,
+    preset: Optional[str] = None,
+    config_file: Optional[Path] = None,
+    output_dir: Optional[Path] = None,
+    weights: Optional[str] = None,
+    device: Optional[str] = None,
+    amp: bool = False,
+    resume: bool = False,
+    train_json: Optional[Path] = None,
+    train_images: Optional[Path] = None,
+    val_json: Optional[Path] = None,
+    val_images: Optional[Path] = None,
+    unlabeled_images: Optional[Sequence[Path]] = None,
+    split: Optional[Path] = None,
+    percent: Optional[float] = None,
+    seed: Optional[int] = None,
+):
+    """The config of a training run from the command's flags (precedence: preset / config file, then
+    flags, then trailing `KEY VALUE` overrides). OUTPUT_DIR: --output-dir, else the config's, else
+    (detectron2's './output') `runs/<kind>/<preset or config-file stem>`.
+
+    `--resume` with neither --preset nor --config-file continues with the run's own config.yaml."""
+    overrides = config_overrides_only(extra)
+    if split is not None and (percent is not None or seed is not None):
+        raise PoliteTeacherError("--split takes the split from a file; drop --percent/--seed (or --split)")
+    if split is not None and not Path(split).is_file():
+        raise PoliteTeacherError(f"split file {split} not found; make one with `politeteacher split`")
+    if resume and preset is None and config_file is None:
+        folder = output_dir or default_run_dir("./output", kind, default_preset)
+        saved = Path(folder) / "config.yaml"
+        if saved.is_file():
+            config_file = saved
+    flags = data_overrides(train_json, train_images, val_json, val_images, unlabeled_images, split, percent, seed)
+    flags += run_overrides(output_dir, device, weights)
+    if amp:
+        flags += ["SOLVER.AMP.ENABLED", "True"]
+    cfg = build_cfg(preset, config_file, overrides, flags, default_preset=default_preset)
+    name = preset or (Path(config_file).stem if config_file else default_preset)
+    cfg.OUTPUT_DIR = str(default_run_dir(cfg.OUTPUT_DIR, kind, name))
+    return cfg
+
+
+def inference_cfg(
+    weights: Optional[str],
+    extra: Sequence[str],
+    *,
+    default_preset: str,
+    preset: Optional[str] = None,
+    config_file: Optional[Path] = None,
+    device: Optional[str] = None,
+    val_json: Optional[Path] = None,
+    val_images: Optional[Path] = None,
+):
+    """The config for `eval` / `predict` of a checkpoint: the preset or config file if given, else the
+    config.yaml of the run the checkpoint comes from, else `default_preset`."""
+    if preset is None and config_file is None and weights and "://" not in weights:
+        config_file = run_config(Path(weights))
+    flags = data_overrides(val_json=val_json, val_images=val_images) + run_overrides(device=device)
+    return build_cfg(preset, config_file, list(extra), flags, default_preset=default_preset)
+
+
+def launch_kwargs(num_gpus: int, num_machines: int, machine_rank: int, dist_url: str) -> Dict:
+    return dict(num_gpus=num_gpus, num_machines=num_machines, machine_rank=machine_rank, dist_url=dist_url)
+
+
+def weights_or_latest_run(weights: Optional[str]) -> str:
+    """`--weights` as given (`none` is refused: there is nothing to run), else the newest run's
+    model_best.pth (else model_final.pth) under runs/."""
+    from ..engine.run_dir import RUNS_ROOT, latest_run_weights
+
+    if weights is not None and weights.lower() not in ("", "none"):
+        if "://" not in weights and not Path(weights).expanduser().is_file():
+            raise PoliteTeacherError(f"weights file {weights} not found; pass an existing .pth checkpoint")
+        return weights if "://" in weights else str(Path(weights).expanduser().absolute())
+    if weights is not None:
+        raise PoliteTeacherError("this command needs trained weights; pass --weights path/to/model_final.pth")
+    found = latest_run_weights(RUNS_ROOT)
+    if found is None:
+        raise PoliteTeacherError(
+            f"no --weights given and no run under {RUNS_ROOT.resolve()} has model_best.pth or "
+            "model_final.pth; pass --weights path/to/checkpoint.pth"
+        )
+    return str(found.absolute())

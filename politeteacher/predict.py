@@ -1,0 +1,259 @@
+"""Segment image files: one overlay PNG per image and one COCO-style results JSON for all of them.
+
+    from politeteacher.predict import predict
+    report = predict(cfg, ["img.jpg", "folder/", "shots/*.png"], "runs/baseline/demo/model_final.pth", "out/")
+
+Outputs in the output folder (each written atomically):
+- `<image stem>.png`: the image with masks, boxes, class names and scores (detectron2's Visualizer
+  when OpenCV is installed, else the same drawn with PIL);
+- `predictions.json`: COCO results, a list of {image_id, file_name, category_id (the dataset's id),
+  bbox (xywh), score, segmentation (RLE), mask_score};
+- `images.json`: a COCO header for those results ({images, categories, annotations: []}), so that
+  `COCO("images.json").loadRes("predictions.json")` works.
+Files that cannot be read as images are reported and skipped; the others are still written.
+"""
+from __future__ import annotations
+
+import glob
+import io
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from .errors import PoliteTeacherError
+
+logger = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+PREDICTIONS_FILE = "predictions.json"
+IMAGES_FILE = "images.json"
+
+
+@dataclass
+class PredictReport:
+    """What `predict` did: overlays written, the JSON files, and the inputs it skipped (path, why)."""
+
+    overlays: List[Path] = field(default_factory=list)
+    predictions_json: Optional[Path] = None
+    images_json: Optional[Path] = None
+    skipped: List[Tuple[str, str]] = field(default_factory=list)
+    num_detections: int = 0
+
+
+def collect_images(items: Sequence[str]) -> Tuple[List[Path], List[Tuple[str, str]]]:
+    """Expand files, folders (their image files, not recursive) and glob patterns into a list of
+    files, in the given order without duplicates. Returns (files, [(item, why it gave nothing)]).
+    Explicitly named files are kept whatever their extension (reading them decides)."""
+    files: List[Path] = []
+    problems: List[Tuple[str, str]] = []
+
+    def images_in(paths):
+        return [p for p in paths if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
+
+    for item in items:
+        p = Path(item).expanduser()
+        if p.is_dir():
+            found = images_in(sorted(p.iterdir()))
+            if not found:
+                problems.append((item, f"folder has no images ({', '.join(IMAGE_EXTENSIONS)})"))
+            files += found
+        elif p.is_file():
+            files.append(p)
+        elif glob.has_magic(item):
+            found = images_in(sorted(Path(m) for m in glob.glob(os.path.expanduser(item), recursive=True)))
+            if not found:
+                problems.append((item, "pattern matches no image"))
+            files += found
+        else:
+            problems.append((item, "not found"))
+    seen, unique = set(), []
+    for f in files:
+        key = f.resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append(f)
+    return unique, problems
+
+
+def class_metadata(cfg) -> Tuple[List[str], Dict[int, int]]:
+    """(class names, contiguous id -> dataset category id) for a config.
+
+    Names: DATASETS.CLASS_NAMES (a run's config records them), else the training dataset's metadata
+    (COCO built-ins need no files), else "class <i>". Ids: the dataset's
+    `thing_dataset_id_to_contiguous_id` reversed when known, else the contiguous ids."""
+    from detectron2.data import MetadataCatalog
+
+    num = cfg.MODEL.FCOS.NUM_CLASSES
+    meta = None
+    if cfg.DATASETS.TRAIN:
+        try:
+            from .data.datasets import register_all
+
+            names = register_all(cfg, validate=False).DATASETS.TRAIN
+            meta = MetadataCatalog.get(names[0])
+        except PoliteTeacherError:
+            meta = None
+    names = list(cfg.DATASETS.CLASS_NAMES) or list((meta.get("thing_classes") if meta else None) or [])
+    if len(names) != num:
+        names = [f"class {i}" for i in range(num)]
+    id_map = (meta.get("thing_dataset_id_to_contiguous_id") if meta else None) or {}
+    reverse = {v: k for k, v in id_map.items()} if len(id_map) == num else {i: i for i in range(num)}
+    return names, reverse
+
+
+class Predictor:
+    """Like detectron2's DefaultPredictor: one image (HWC array in cfg.INPUT.FORMAT) in, the
+    model's Instances at the image's size out (on the CPU). Weights are loaded strictly, the
+    teacher or the student of a two-model checkpoint."""
+
+    def __init__(self, cfg, weights: str, which: str = "teacher"):
+        from detectron2.data import transforms as T
+
+        from .engine.evaluate import build_inference_model
+
+        self.cfg = cfg
+        self.model = build_inference_model(cfg, weights, which)
+        self.resize = T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST] * 2, cfg.INPUT.MAX_SIZE_TEST)
+        self.input_format = cfg.INPUT.FORMAT
+
+    @torch.no_grad()
+    def __call__(self, image: np.ndarray):
+        h, w = image.shape[:2]
+        resized = self.resize.get_transform(image).apply_image(image)
+        tensor = torch.as_tensor(np.ascontiguousarray(resized.astype("float32").transpose(2, 0, 1)))
+        return self.model([{"image": tensor, "height": h, "width": w}])[0]["instances"].to("cpu")
+
+
+def _unique_name(stem: str, used: set) -> str:
+    name, k = stem, 1
+    while name in used:
+        k += 1
+        name = f"{stem}_{k}"
+    used.add(name)
+    return name
+
+
+def _overlay_pil(rgb: np.ndarray, instances, names: Sequence[str]) -> np.ndarray:
+    """Masks blended in, boxes and `class score%` labels drawn with PIL (no OpenCV needed)."""
+    from detectron2.utils.colormap import colormap
+    from PIL import Image, ImageDraw
+
+    palette = colormap(rgb=True, maximum=255)
+    img = rgb.astype(np.float32).copy()
+    n = len(instances)
+    order = instances.scores.argsort().tolist() if n else []  # best on top
+    classes = instances.pred_classes.tolist() if n else []
+    color = lambda i: palette[classes[i] % len(palette)]
+    if n and instances.has("pred_masks"):
+        masks = instances.pred_masks.numpy().astype(bool)
+        for i in order:
+            img[masks[i]] = 0.5 * img[masks[i]] + 0.5 * color(i)
+    out = Image.fromarray(img.clip(0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(out)
+    boxes = instances.pred_boxes.tensor.tolist() if n else []
+    scores = instances.scores.tolist() if n else []
+    for i in order:
+        c = tuple(int(v) for v in color(i))
+        x0, y0, x1, y1 = boxes[i]
+        draw.rectangle([x0, y0, x1, y1], outline=c, width=2)
+        label = f"{names[classes[i]] if classes[i] < len(names) else classes[i]} {scores[i]:.0%}"
+        tx0, ty0, tx1, ty1 = draw.textbbox((x0, y0), label)
+        ty = max(0.0, y0 - (ty1 - ty0) - 2)
+        draw.rectangle([x0, ty, x0 + (tx1 - tx0) + 4, ty + (ty1 - ty0) + 2], fill=c)
+        draw.text((x0 + 2, ty), label, fill=(255, 255, 255))
+    return np.asarray(out)
+
+
+def render_overlay(rgb: np.ndarray, instances, names: Sequence[str]) -> np.ndarray:
+    """The image (RGB) with the instances drawn on it: detectron2's Visualizer when OpenCV is
+    installed (it needs cv2), else the same content drawn with PIL."""
+    try:
+        from detectron2.data.catalog import Metadata
+        from detectron2.utils.visualizer import ColorMode, Visualizer
+    except ImportError:
+        return _overlay_pil(rgb, instances, names)
+    metadata = Metadata(name="politeteacher_predict", thing_classes=list(names))
+    vis = Visualizer(rgb, metadata, instance_mode=ColorMode.IMAGE)
+    return vis.draw_instance_predictions(instances).get_image()
+
+
+def _png_bytes(rgb: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def predict(
+    cfg,
+    inputs: Sequence[str],
+    weights: str,
+    output_dir: os.PathLike | str,
+    threshold: float = 0.5,
+    which: str = "teacher",
+) -> PredictReport:
+    """Run the model on every image of `inputs` (files, folders, globs); keep detections with
+    score >= `threshold`; write overlays and the JSON files to `output_dir` (see module doc).
+    Raises PoliteTeacherError when no input is an image it can read."""
+    from detectron2.data import detection_utils
+
+    from .engine.checkpoint import atomic_write, atomic_write_text
+    from .evaluation.coco import instances_to_coco_json_with_mask_scores
+
+    if not 0.0 <= threshold <= 1.0:
+        raise PoliteTeacherError(f"--threshold must be in [0, 1], got {threshold:g}")
+    files, skipped = collect_images(inputs)
+    if not files:
+        why = "; ".join(f"{p}: {r}" for p, r in skipped) or "no inputs"
+        raise PoliteTeacherError(f"no images to segment ({why}); pass image files, folders or globs")
+    names, to_dataset_id = class_metadata(cfg)
+    predictor = Predictor(cfg, weights, which)
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    report = PredictReport(skipped=list(skipped))
+    images, results, used = [], [], set()
+    for path in files:
+        try:
+            image = detection_utils.read_image(str(path), format=predictor.input_format)
+        except Exception as e:  # PIL raises several types for a file that is not an image
+            reason = f"not a readable image ({type(e).__name__})"
+            logger.warning("skipping %s: %s", path, reason)
+            report.skipped.append((str(path), reason))
+            continue
+        instances = predictor(image)
+        instances = instances[instances.scores >= threshold]
+        image_id = len(images) + 1
+        images.append({"id": image_id, "file_name": str(path.resolve()),
+                       "height": int(image.shape[0]), "width": int(image.shape[1])})
+        for r in instances_to_coco_json_with_mask_scores(instances, image_id):
+            r["category_id"] = int(to_dataset_id.get(r["category_id"], r["category_id"]))
+            r["file_name"] = images[-1]["file_name"]
+            results.append(r)
+        report.num_detections += len(instances)
+
+        rgb = image[:, :, ::-1] if predictor.input_format == "BGR" else image
+        if rgb.ndim == 2 or rgb.shape[2] == 1:
+            rgb = np.repeat(rgb.reshape(rgb.shape[0], rgb.shape[1], 1), 3, axis=2)
+        drawn = render_overlay(np.ascontiguousarray(rgb), instances, names)
+        target = out / f"{_unique_name(path.stem, used)}.png"
+        atomic_write(target, lambda f: f.write(_png_bytes(drawn)))
+        report.overlays.append(target)
+        logger.info("%s: %d detections -> %s", path, len(instances), target)
+
+    if not images:
+        why = "; ".join(f"{p}: {r}" for p, r in report.skipped)
+        raise PoliteTeacherError(f"no image could be read ({why}); pass image files")
+    categories = [{"id": int(to_dataset_id.get(i, i)), "name": n} for i, n in enumerate(names)]
+    report.images_json = atomic_write_text(
+        out / IMAGES_FILE, json.dumps({"images": images, "annotations": [], "categories": categories})
+    )
+    report.predictions_json = atomic_write_text(out / PREDICTIONS_FILE, json.dumps(results))
+    return report
