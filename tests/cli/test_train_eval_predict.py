@@ -266,13 +266,14 @@ def test_coco_tiny_train_eval_predict(tmp_path, monkeypatch):
     code, out, err = run_in_process(
         "train-baseline", "--preset", "demo", "--percent", "10", "--seed", "1", "--output-dir", folder,
         "--weights", "none", "--device", "cpu", *TINY,
-        "DATASETS.TRAIN", "('coco_2017_train',)", "DATASETS.TEST", "('coco_2017_val',)",
-        "SOLVER.MAX_ITER", "2", "TEST.EVAL_PERIOD", "0", "SOLVER.CHECKPOINT_PERIOD", "100",
+        "DATASETS.TRAIN", "('coco_2017_train',)", "DATASETS.TEST", "()",  # evaluated once, below
+        "SOLVER.MAX_ITER", "2", "SOLVER.CHECKPOINT_PERIOD", "100",
     )
     assert code == 0, out + err
     assert "NUM_CLASSES: 80" in (folder / "config.yaml").read_text()
     assert "8 labelled images" in (folder / "log.txt").read_text()  # 10 % of the 80 annotated images
-    code, out, err = run_in_process("eval", "--weights", folder / "model_final.pth", "--output-dir", tmp_path / "eval")
+    code, out, err = run_in_process("eval", "--weights", folder / "model_final.pth", "--output-dir", tmp_path / "eval",
+                                    "DATASETS.TEST", "('coco_2017_val',)")
     assert code == 0, out + err
     assert set(_table(out)) == {"bbox", "segm"} and "coco_2017_val" in out
     images = sorted((COCO_TINY / "coco" / "val2017").glob("*.jpg"))[:2]
