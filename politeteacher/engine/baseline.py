@@ -19,7 +19,7 @@ import json
 import logging
 import weakref
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import torch
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, hooks

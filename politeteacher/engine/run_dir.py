@@ -22,7 +22,6 @@ D2_DEFAULT_OUTPUT_DIRS = ("./output", "output", "")
 # What a training run writes into its folder (glob patterns); `--force` removes exactly these.
 RUN_ARTIFACTS = (
     "model_*.pth",
-    "*.pth.tmp",
     "*.tmp",
     "last_checkpoint",
     "metrics.json",

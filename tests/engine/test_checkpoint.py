@@ -1,5 +1,4 @@
 """Atomic checkpoint saves, retention, best-checkpoint state and weights resolution."""
-import os
 from types import SimpleNamespace
 
 import pytest

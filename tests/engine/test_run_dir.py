@@ -1,7 +1,6 @@
 """The run-folder guard, --force, default folders and finding runs again."""
 import os
 import time
-from pathlib import Path
 
 import pytest
 
