@@ -199,9 +199,11 @@ def prepare_training_cfg(cfg, world_size: int = 1, batch_keys=("IMS_PER_BATCH",)
     return cfg
 
 
-def run_train_baseline(
+def run_training(
+    train_fn,
     cfg,
     *,
+    batch_keys=("IMS_PER_BATCH",),
     resume: bool = False,
     force: bool = False,
     num_gpus: int = 1,
@@ -209,8 +211,8 @@ def run_train_baseline(
     machine_rank: int = 0,
     dist_url: str = "auto",
 ) -> Dict[str, dict]:
-    """`politeteacher train-baseline`: train into cfg.OUTPUT_DIR and return the final evaluation
-    {dataset: {"bbox": {...}, "segm": {...}}} ({} without a test set).
+    """Run `train_fn(cfg, resume)` in every worker, training into cfg.OUTPUT_DIR, and return the final
+    evaluation as written to eval_results.json ({} without a test set).
 
     The run folder must be empty or new unless `resume` (continue from its last checkpoint) or
     `force` (delete the previous run's files and start over)."""
@@ -218,7 +220,7 @@ def run_train_baseline(
     out = Path(cfg.OUTPUT_DIR)
     if machine_rank == 0:
         check_run_dir(out, resume=resume, force=force)  # before anything slow (datasets, downloads)
-    cfg = prepare_training_cfg(cfg, num_gpus * num_machines)
+    cfg = prepare_training_cfg(cfg, num_gpus * num_machines, batch_keys)
     if machine_rank == 0:
         prepare_run_dir(out, resume=resume, force=force)
         save_config(cfg, out)
@@ -226,8 +228,14 @@ def run_train_baseline(
         out.mkdir(parents=True, exist_ok=True)
     setup_logging(str(out))
     logger.info("Run folder: %s", out)
-    results = launch_workers(train_baseline, cfg, num_gpus, num_machines, machine_rank, dist_url, resume)
+    results = launch_workers(train_fn, cfg, num_gpus, num_machines, machine_rank, dist_url, resume)
     if results is None or num_gpus * num_machines > 1:
         path = out / EVAL_RESULTS
         return json.loads(path.read_text())["results"] if path.is_file() else {}
     return by_dataset(cfg, results) if results else {}
+
+
+def run_train_baseline(cfg, **kwargs) -> Dict[str, dict]:
+    """`politeteacher train-baseline`: {dataset: {"bbox": {...}, "segm": {...}}} after training; the
+    keyword arguments are those of `run_training` (resume, force, num_gpus, ...)."""
+    return run_training(train_baseline, cfg, **kwargs)

@@ -6,12 +6,11 @@ views, and train the student on the labelled views and the strong unlabelled vie
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 import weakref
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import torch
 from torch import nn
@@ -20,17 +19,15 @@ from detectron2.solver import build_lr_scheduler, build_optimizer
 from detectron2.utils import comm
 from detectron2.utils.events import get_event_storage
 
+from ..data.loaders import per_worker_batch
 from ..data.mappers import TwoViewMapper
 from ..data.splits import labeled_and_unlabeled
-from ..data.streams import IterationBatches, iteration_loader
+from ..data.streams import IterationBatches, iteration_loader, seeded
 from ..errors import PoliteTeacherError
-from ..config import save_config
-from .baseline import build_centermask, finish_run, prepare_training_cfg
+from .baseline import build_centermask, finish_run, run_training
 from .checkpoint import AtomicCheckpointer, best_metric_key, build_checkpoint_hooks, load_initial_weights
-from .evaluate import EVAL_RESULTS, coco_evaluate
-from .launch import check_launch, setup_logging, launch_workers
+from .evaluate import coco_evaluate
 from .progress import build_progress_hooks
-from .run_dir import prepare_run_dir
 from .ema import copy_student_to_teacher, ema_update
 from .pseudo_labels import as_targets, make_pseudo_labels, pseudo_label_stats
 
@@ -62,11 +59,19 @@ def pseudo_loss_weights(cfg) -> Dict[str, float]:
     }
 
 
-def _per_worker(total: int, what: str, world: Optional[int] = None) -> int:
-    world = world or comm.get_world_size()
-    if total % world:
-        raise PoliteTeacherError(f"{what} = {total} is not divisible by the {world} workers; change it")
-    return total // world
+def combine_losses(
+    supervised: Dict[str, torch.Tensor], pseudo: Dict[str, torch.Tensor], weights: Dict[str, float]
+):
+    """Total loss = Σ supervised losses + Σ weight × pseudo loss; returns it with every term named
+    (pseudo terms get a `_pseudo` suffix and are reported unweighted)."""
+    total = sum(supervised.values())
+    named = dict(supervised)
+    for name, value in pseudo.items():
+        total = total + weights[name] * value
+        named[f"{name}_pseudo"] = value
+    return total, named
+
+
 
 
 class PoliteTeacherTrainer(TrainerBase):
@@ -94,12 +99,12 @@ class PoliteTeacherTrainer(TrainerBase):
         self.loss_weights = pseudo_loss_weights(cfg)
         self._labeled_stream = IterationBatches(
             labeled, TwoViewMapper(cfg, is_train=True, labeled=True),
-            _per_worker(cfg.SOLVER.IMS_PER_BATCH, "SOLVER.IMS_PER_BATCH"),
+            per_worker_batch(cfg.SOLVER.IMS_PER_BATCH, "SOLVER.IMS_PER_BATCH"),
             seed=cfg.SEED, rank=comm.get_rank(), world_size=comm.get_world_size(),
         )
         self._unlabeled_stream = IterationBatches(
             unlabeled, TwoViewMapper(cfg, is_train=True, labeled=False),
-            _per_worker(cfg.SOLVER.IMS_PER_BATCH_UNLABELED, "SOLVER.IMS_PER_BATCH_UNLABELED"),
+            per_worker_batch(cfg.SOLVER.IMS_PER_BATCH_UNLABELED, "SOLVER.IMS_PER_BATCH_UNLABELED"),
             seed=cfg.SEED + 1, rank=comm.get_rank(), world_size=comm.get_world_size(),
         )
         self._streams = None
@@ -122,11 +127,13 @@ class PoliteTeacherTrainer(TrainerBase):
         labeled, unlabeled = next(self._streams[0]), next(self._streams[1])
         data_time = time.perf_counter() - start
 
-        with torch.autocast("cuda", enabled=self.amp):
+        # The step's own randomness (e.g. sampling of mask regions) depends on the iteration only,
+        # so a resumed run repeats an uninterrupted one exactly.
+        with seeded(self.cfg.SEED, comm.get_rank(), self.iter), torch.autocast("cuda", enabled=self.amp):
             if self.iter < cfg.BURN_IN_ITERS:
                 # Burn-in: supervised only, weak views, like the baseline.
                 loss_dict = self.student([weak for weak, _ in labeled])
-                total = sum(loss_dict.values())
+                total, loss_dict = combine_losses(loss_dict, {}, self.loss_weights)
                 pseudo = None
             else:
                 # 1. The teacher: an exact copy at the first semi-supervised iteration, then EMA.
@@ -146,13 +153,10 @@ class PoliteTeacherTrainer(TrainerBase):
                 pseudo_time = time.perf_counter() - t0
                 # 3. Student on labelled images, weak and strong views together.
                 loss_dict = self.student([view for pair in labeled for view in pair])
-                total = sum(loss_dict.values())
                 # 4. Student on the strong unlabelled views against the pseudo-labels.
                 strong = [dict(s, instances=as_targets(p)) for (_, s), p in zip(unlabeled, pseudo)]
                 pseudo_losses = self.student(strong)
-                for name, value in pseudo_losses.items():
-                    total = total + self.loss_weights[name] * value
-                    loss_dict[f"{name}_pseudo"] = value
+                total, loss_dict = combine_losses(loss_dict, pseudo_losses, self.loss_weights)
 
         if not torch.isfinite(total):
             raise FloatingPointError(
@@ -246,39 +250,17 @@ def train_ssl(cfg, resume: bool = False) -> Dict:
     return results
 
 
-def run_train_ssl(
-    cfg,
-    *,
-    resume: bool = False,
-    force: bool = False,
-    num_gpus: int = 1,
-    num_machines: int = 1,
-    machine_rank: int = 0,
-    dist_url: str = "auto",
-) -> Dict[str, dict]:
-    """`politeteacher train-ssl`: Polite Teacher into cfg.OUTPUT_DIR; returns the final evaluation of
-    the teacher and the student. Same run-folder rules as the baseline (`--resume` / `--force`)."""
+def run_train_ssl(cfg, *, resume: bool = False, **kwargs) -> Dict[str, dict]:
+    """`politeteacher train-ssl`: Polite Teacher into cfg.OUTPUT_DIR; returns the final evaluation
+    {"teacher": {...}, "student": {...}}. Keyword arguments as `run_training` (force, num_gpus, ...)."""
     if not cfg.MODEL.WEIGHTS and cfg.SEMISUPERVISED.BURN_IN_ITERS <= 0 and not resume:
         raise PoliteTeacherError(
             "train-ssl starts from a trained model: pass --weights BASELINE.pth, or set "
             "SEMISUPERVISED.BURN_IN_ITERS > 0 to train the student supervised first"
         )
-    world = check_launch(cfg, num_gpus, num_machines, machine_rank, dist_url)
-    _per_worker(cfg.SOLVER.IMS_PER_BATCH_UNLABELED, "SOLVER.IMS_PER_BATCH_UNLABELED", world)
-    cfg = prepare_training_cfg(cfg, world)
-    out = Path(cfg.OUTPUT_DIR)
-    if machine_rank == 0:
-        prepare_run_dir(out, resume=resume, force=force)
-        save_config(cfg, out)
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-    setup_logging(str(out))
-    logger.info("Run folder: %s", out)
-    results = launch_workers(train_ssl, cfg, num_gpus, num_machines, machine_rank, dist_url, resume)
-    if results is None or world > 1:
-        path = out / EVAL_RESULTS
-        return json.loads(path.read_text())["results"] if path.is_file() else {}
-    return results
+    return run_training(
+        train_ssl, cfg, batch_keys=("IMS_PER_BATCH", "IMS_PER_BATCH_UNLABELED"), resume=resume, **kwargs
+    )
 
 
 def _mean_over_workers(values: Dict[str, float]) -> Dict[str, float]:

@@ -1,0 +1,194 @@
+"""Polite Teacher training: teacher copy, loss weights, hidden annotations, empty pseudo-labels,
+checkpoints, exact resume and CPU workers (tiny model on generated data)."""
+import json
+import os
+
+import pytest
+import torch
+
+from politeteacher.data.datasets import register_all
+from politeteacher.data.splits import labeled_and_unlabeled
+from politeteacher.engine.baseline import build_centermask, prepare_training_cfg
+from politeteacher.engine.launch import setup_worker
+from politeteacher.engine.polite_teacher import (
+    PoliteTeacherTrainer,
+    combine_losses,
+    pseudo_loss_weights,
+    run_train_ssl,
+)
+from politeteacher.errors import PoliteTeacherError
+
+SSL = ["DATASETS.SPLIT.PERCENT", "50.0", "SOLVER.IMS_PER_BATCH_UNLABELED", "2", "SEMISUPERVISED.EMA_KEEP_RATE", "0.9"]
+
+
+def _trainer(cfg):
+    cfg = prepare_training_cfg(cfg)
+    register_all(cfg)
+    labeled, unlabeled = labeled_and_unlabeled(cfg)
+    os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
+    setup_worker(cfg)  # seed and threads, as each worker of run_train_ssl sets them
+    trainer = PoliteTeacherTrainer(cfg, build_centermask(cfg), build_centermask(cfg), labeled, unlabeled)
+    trainer.resume_or_load(resume=False)
+    return trainer
+
+
+def _state(module):
+    return {k: v.clone() for k, v in module.state_dict().items()}
+
+
+def test_loss_weights_follow_the_paper():
+    from politeteacher.config import resolve_config
+
+    weights = pseudo_loss_weights(resolve_config("polite_teacher_sup10"))
+    assert weights == {"loss_fcos_cls": 2.0, "loss_fcos_loc": 0.0, "loss_fcos_ctr": 0.0,
+                       "loss_mask": 2.0, "loss_maskiou": 2.0}
+
+
+def test_pseudo_box_regression_and_centerness_give_no_gradient():
+    params = {k: torch.ones(3, requires_grad=True) for k in ("sup", "cls", "loc", "ctr", "mask", "maskiou")}
+    sup = {"loss_fcos_cls": (params["sup"] ** 2).sum()}
+    pseudo = {f"loss_{'fcos_' if k in ('cls', 'loc', 'ctr') else ''}{k}": (params[k] ** 2).sum()
+              for k in ("cls", "loc", "ctr", "mask", "maskiou")}
+    weights = {"loss_fcos_cls": 2.0, "loss_fcos_loc": 0.0, "loss_fcos_ctr": 0.0, "loss_mask": 2.0, "loss_maskiou": 2.0}
+    total, named = combine_losses(sup, pseudo, weights)
+    total.backward()
+    assert torch.equal(params["loc"].grad, torch.zeros(3)) and torch.equal(params["ctr"].grad, torch.zeros(3))
+    assert torch.equal(params["sup"].grad, torch.full((3,), 2.0))
+    for k in ("cls", "mask", "maskiou"):
+        assert torch.equal(params[k].grad, torch.full((3,), 4.0)), k
+    assert set(named) == {"loss_fcos_cls", *(f"{k}_pseudo" for k in pseudo)}
+    assert total.item() == pytest.approx(3 + 2 * 3 * 3)
+
+
+def test_teacher_is_an_exact_copy_at_the_first_step_then_an_ema(tiny_cfg, tmp_path):
+    from detectron2.engine import HookBase
+
+    trainer = _trainer(tiny_cfg(tmp_path / "run", "SOLVER.MAX_ITER", "2", *SSL, val=False))
+    start = _state(trainer.student_module)
+    after = []
+
+    class Record(HookBase):
+        def after_step(self):
+            after.append((_state(self.trainer.teacher), _state(self.trainer.student_module)))
+
+    trainer.register_hooks([Record()])
+    trainer.train(0, 2)
+    (teacher_0, student_0), (teacher_1, _) = after
+    for k, v in start.items():
+        assert torch.equal(teacher_0[k], v), k  # the copy is taken before the student's first update
+    assert any(not torch.equal(student_0[k], start[k]) for k in start)
+    for k, v in teacher_1.items():
+        if v.dtype.is_floating_point:
+            torch.testing.assert_close(v, 0.9 * start[k] + 0.1 * student_0[k])
+    assert not any(p.requires_grad for p in trainer.teacher.parameters())
+
+
+def test_unlabelled_annotations_never_reach_the_student_and_empty_pseudo_batches_train(tiny_cfg, tmp_path):
+    # A box threshold of 1.0 lets no detection through: every unlabelled image is background only.
+    trainer = _trainer(tiny_cfg(tmp_path / "run", "SOLVER.MAX_ITER", "1", "SEMISUPERVISED.BOX_THRESHOLD", "1.0",
+                                *SSL, val=False))
+    seen = []
+    forward = trainer.student.forward
+
+    def spy(batched_inputs):
+        seen.append([(len(x["instances"]), "hidden_instances" in x, x.get("annotations")) for x in batched_inputs])
+        return forward(batched_inputs)
+
+    trainer.student.forward = spy
+    before = _state(trainer.student_module)
+    trainer.train(0, 1)
+    labelled_call, unlabelled_call = seen
+    assert all(n > 0 for n, _, _ in labelled_call)  # the labelled images keep their annotations
+    assert [n for n, _, _ in unlabelled_call] == [0, 0]  # hidden ground truth is not a target
+    assert all(ann is None for _, _, ann in unlabelled_call)
+    losses = trainer.storage.latest()
+    assert losses["pseudo/boxes_per_image"][0] == 0
+    assert torch.isfinite(torch.tensor(losses["total_loss"][0]))
+    assert losses["loss_mask_pseudo"][0] == 0.0
+    after = trainer.student_module.state_dict()
+    assert any(not torch.equal(after[k], before[k]) for k in before)
+
+
+def test_every_detection_as_pseudo_label_trains_with_statistics(tiny_cfg, tmp_path):
+    # The untrained teacher scores ~0.01; no pre-threshold and a negative box threshold keep its top 10.
+    trainer = _trainer(tiny_cfg(tmp_path / "run", "SOLVER.MAX_ITER", "1", "SEMISUPERVISED.BOX_THRESHOLD", "-1.0",
+                                "MODEL.FCOS.INFERENCE_TH_TRAIN", "0.0", "MODEL.FCOS.POST_NMS_TOPK_TRAIN", "10",
+                                "SEMISUPERVISED.MASK_IOU_THRESHOLD", "-10.0", *SSL, val=False))
+    trainer.train(0, 1)
+    latest = trainer.storage.latest()
+    assert latest["pseudo/boxes_per_image"][0] > 0 and latest["pseudo/valid_mask_fraction"][0] == 1.0
+    assert 0 <= latest["pseudo/box_precision"][0] <= 1 and 0 <= latest["pseudo/mask_recall"][0] <= 1
+    assert latest["loss_mask_pseudo"][0] > 0
+
+
+def _final(run):
+    return torch.load(run / "model_final.pth")["model"]
+
+
+def test_resume_after_a_kill_repeats_the_uninterrupted_run_exactly(tiny_cfg, tmp_path):
+    # iteration 0 is burn-in, 1 copies the teacher, 2 and 3 update it by EMA; the kill falls after 1.
+    common = ["SOLVER.MAX_ITER", "4", "SOLVER.CHECKPOINT_PERIOD", "2", "SEMISUPERVISED.BOX_THRESHOLD", "0.05",
+              "SEMISUPERVISED.BURN_IN_ITERS", "1", "MODEL.FCOS.INFERENCE_TH_TRAIN", "0.0",
+              "MODEL.FCOS.POST_NMS_TOPK_TRAIN", "10",
+              "SEMISUPERVISED.MASK_IOU_THRESHOLD", "0.0", *SSL]
+    # oneDNN picks its convolution kernels on first use in a process, so the very first run differs
+    # from later ones by float rounding; warm up first, then every run below is bit-for-bit comparable.
+    run_train_ssl(tiny_cfg(tmp_path / "warm-up", *common[2:], "SOLVER.MAX_ITER", "1", val=False))
+    whole = tmp_path / "whole"
+    run_train_ssl(tiny_cfg(whole, *common, val=False))
+
+    killed = tmp_path / "killed"
+    trainer = _trainer(tiny_cfg(killed, *common, val=False))
+    trainer.train(0, 2)  # stops after iteration 1, when model_0000001.pth was written
+    for extra in killed.glob("model_final.pth"):
+        extra.unlink()
+    (killed / "last_checkpoint").write_text("model_0000001.pth")
+    del trainer
+    run_train_ssl(tiny_cfg(killed, *common, val=False), resume=True)
+
+    a, b = _final(whole), _final(killed)
+    assert set(a) == set(b) and any(k.startswith("modelTeacher.") for k in a)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_checkpoint_holds_both_models_and_evaluates_either(tiny_cfg, tmp_path):
+    from politeteacher.engine.evaluate import run_evaluate
+
+    run = tmp_path / "run"
+    # No score pre-threshold at test time: even this untrained model detects, so AP is a number.
+    results = run_train_ssl(tiny_cfg(run, "SOLVER.MAX_ITER", "2", "SEMISUPERVISED.BURN_IN_ITERS", "1",
+                                     "MODEL.FCOS.INFERENCE_TH_TEST", "0.0", *SSL))
+    assert set(results) == {"teacher", "student"}
+    ckpt = torch.load(run / "model_final.pth")
+    keys = set(ckpt["model"])
+    teacher = {k[len("modelTeacher."):] for k in keys if k.startswith("modelTeacher.")}
+    student = {k[len("modelStudent."):] for k in keys if k.startswith("modelStudent.")}
+    assert teacher and teacher == student and len(keys) == 2 * len(teacher)
+    assert ckpt["iteration"] == 1 and "optimizer" in ckpt["trainer"] and "LRScheduler" in ckpt["trainer"]["hooks"]
+    assert (run / "model_best.pth").is_file()
+    records = [json.loads(l) for l in (run / "metrics.json").read_text().splitlines()]
+    assert any("teacher/segm/AP" in r and "student/segm/AP" in r for r in records)
+
+    by_model = {
+        m: run_evaluate(tiny_cfg(tmp_path / m, "MODEL.FCOS.INFERENCE_TH_TEST", "0.0"), str(run / "model_final.pth"), m)
+        for m in ("teacher", "student")
+    }
+    for m in ("teacher", "student"):
+        (name, res), = by_model[m].items()
+        assert res["segm"]["AP"] == pytest.approx(results[m]["segm"]["AP"], abs=1e-6), m
+
+
+def test_train_ssl_needs_weights_or_burn_in(tiny_cfg, tmp_path):
+    with pytest.raises(PoliteTeacherError, match="--weights"):
+        run_train_ssl(tiny_cfg(tmp_path / "run", *SSL, val=False))
+
+
+@pytest.mark.slow
+def test_two_cpu_workers(tiny_cfg, tmp_path):
+    run = tmp_path / "run"
+    run_train_ssl(tiny_cfg(run, "SOLVER.MAX_ITER", "2", "SEMISUPERVISED.BURN_IN_ITERS", "1", *SSL, val=False),
+                  num_gpus=2)
+    records = [json.loads(l) for l in (run / "metrics.json").read_text().splitlines()]
+    assert sorted({r["iteration"] for r in records if "total_loss" in r}) == [0, 1]
+    assert "modelStudent.backbone.fpn_lateral3.weight" in torch.load(run / "model_final.pth")["model"]
