@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Optional, Sequence
 
+import torch
 import yaml
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
@@ -190,6 +191,10 @@ def resolve_config(
         raise
     except (KeyError, AssertionError, ValueError, TypeError) as e:
         raise ConfigError(f"bad config value: {e}") from e
+    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        if "MODEL.DEVICE" in list(overrides)[::2]:
+            raise ConfigError("MODEL.DEVICE cuda was asked for but torch sees no GPU; use cpu")
+        cfg.MODEL.DEVICE = "cpu"  # detectron2's default is cuda; a machine without a GPU runs on its CPU
     return cfg
 
 

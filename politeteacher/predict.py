@@ -4,8 +4,7 @@
     report = predict(cfg, ["img.jpg", "folder/", "shots/*.png"], "runs/baseline/demo/model_final.pth", "out/")
 
 Outputs in the output folder (each written atomically):
-- `<image stem>.png`: the image with masks, boxes, class names and scores (detectron2's Visualizer
-  when OpenCV is installed, else the same drawn with PIL);
+- `<image stem>.png`: the image with masks, boxes, class names and scores (detectron2's Visualizer);
 - `predictions.json`: COCO results, a list of {image_id, file_name, category_id (the dataset's id),
   bbox (xywh), score, segmentation (RLE), mask_score};
 - `images.json`: a COCO header for those results ({images, categories, annotations: []}), so that
@@ -139,45 +138,12 @@ def _unique_name(stem: str, used: set) -> str:
     return name
 
 
-def _overlay_pil(rgb: np.ndarray, instances, names: Sequence[str]) -> np.ndarray:
-    """Masks blended in, boxes and `class score%` labels drawn with PIL (no OpenCV needed)."""
-    from detectron2.utils.colormap import colormap
-    from PIL import Image, ImageDraw
-
-    palette = colormap(rgb=True, maximum=255)
-    img = rgb.astype(np.float32).copy()
-    n = len(instances)
-    order = instances.scores.argsort().tolist() if n else []  # best on top
-    classes = instances.pred_classes.tolist() if n else []
-    color = lambda i: palette[classes[i] % len(palette)]
-    if n and instances.has("pred_masks"):
-        masks = instances.pred_masks.numpy().astype(bool)
-        for i in order:
-            img[masks[i]] = 0.5 * img[masks[i]] + 0.5 * color(i)
-    out = Image.fromarray(img.clip(0, 255).astype(np.uint8))
-    draw = ImageDraw.Draw(out)
-    boxes = instances.pred_boxes.tensor.tolist() if n else []
-    scores = instances.scores.tolist() if n else []
-    for i in order:
-        c = tuple(int(v) for v in color(i))
-        x0, y0, x1, y1 = boxes[i]
-        draw.rectangle([x0, y0, x1, y1], outline=c, width=2)
-        label = f"{names[classes[i]] if classes[i] < len(names) else classes[i]} {scores[i]:.0%}"
-        tx0, ty0, tx1, ty1 = draw.textbbox((x0, y0), label)
-        ty = max(0.0, y0 - (ty1 - ty0) - 2)
-        draw.rectangle([x0, ty, x0 + (tx1 - tx0) + 4, ty + (ty1 - ty0) + 2], fill=c)
-        draw.text((x0 + 2, ty), label, fill=(255, 255, 255))
-    return np.asarray(out)
-
-
 def render_overlay(rgb: np.ndarray, instances, names: Sequence[str]) -> np.ndarray:
-    """The image (RGB) with the instances drawn on it: detectron2's Visualizer when OpenCV is
-    installed (it needs cv2), else the same content drawn with PIL."""
-    try:
-        from detectron2.data.catalog import Metadata
-        from detectron2.utils.visualizer import ColorMode, Visualizer
-    except ImportError:
-        return _overlay_pil(rgb, instances, names)
+    """The image (RGB) with the instances (masks, boxes, class names, scores) drawn by detectron2's
+    Visualizer."""
+    from detectron2.data.catalog import Metadata
+    from detectron2.utils.visualizer import ColorMode, Visualizer
+
     metadata = Metadata(name="politeteacher_predict", thing_classes=list(names))
     vis = Visualizer(rgb, metadata, instance_mode=ColorMode.IMAGE)
     return vis.draw_instance_predictions(instances).get_image()

@@ -142,16 +142,8 @@ def build_cfg(
     default_preset: Optional[str] = None,
 ):
     """Resolve preset/config file, then flags, then the user's trailing overrides (which win)."""
-    import torch
-
     from ..config import resolve_config
 
     if preset is None and config_file is None:
         preset = default_preset
-    overrides = [*flag_overrides, *extra]
-    cfg = resolve_config(preset, str(config_file) if config_file else None, overrides)
-    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
-        if "MODEL.DEVICE" in overrides[::2]:
-            raise PoliteTeacherError("CUDA was asked for but torch sees no GPU; use --device cpu")
-        cfg.MODEL.DEVICE = "cpu"  # the config's default; a CPU-only machine runs on its CPU
-    return cfg
+    return resolve_config(preset, str(config_file) if config_file else None, [*flag_overrides, *extra])

@@ -1,10 +1,10 @@
-"""Pieces of `politeteacher.predict`: input expansion, overlays without OpenCV, class ids."""
+"""Pieces of `politeteacher.predict`: input expansion, overlays, class ids."""
 import numpy as np
 import torch
 from detectron2.structures import Boxes, Instances
 
 from politeteacher.config import resolve_config
-from politeteacher.predict import _overlay_pil, class_metadata, collect_images
+from politeteacher.predict import class_metadata, collect_images, render_overlay
 
 
 def test_collect_images_files_folders_globs(tmp_path):
@@ -21,7 +21,7 @@ def test_collect_images_files_folders_globs(tmp_path):
                         (str(tmp_path / "*.gif"), "pattern matches no image")]
 
 
-def test_overlay_without_opencv_draws_masks_and_boxes():
+def test_overlay_draws_masks_and_boxes():
     img = np.full((60, 80, 3), 200, np.uint8)
     inst = Instances((60, 80))
     inst.pred_boxes = Boxes(torch.tensor([[5.0, 20.0, 40.0, 50.0]]))
@@ -30,11 +30,11 @@ def test_overlay_without_opencv_draws_masks_and_boxes():
     masks = torch.zeros(1, 60, 80, dtype=torch.bool)
     masks[0, 30:45, 10:35] = True
     inst.pred_masks = masks
-    out = _overlay_pil(img, inst, ["a", "b"])
+    out = render_overlay(img, inst, ["a", "b"])
     assert out.shape == img.shape and out.dtype == np.uint8
     assert (out[35, 20] != 200).any()  # inside the mask: blended with the class colour
     assert (out[55, 70] == 200).all()  # far from everything: untouched
-    assert (_overlay_pil(img, inst[:0], ["a", "b"]) == img).all()  # no detections: the image
+    assert (render_overlay(img, inst[:0], ["a", "b"]) == img).all()  # no detections: the image
 
 
 def test_class_metadata_maps_back_to_coco_ids():
