@@ -2,6 +2,7 @@
 checkpoints, exact resume and CPU workers (tiny model on generated data)."""
 import json
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -192,3 +193,30 @@ def test_two_cpu_workers(tiny_cfg, tmp_path):
     records = [json.loads(l) for l in (run / "metrics.json").read_text().splitlines()]
     assert sorted({r["iteration"] for r in records if "total_loss" in r}) == [0, 1]
     assert "modelStudent.backbone.fpn_lateral3.weight" in torch.load(run / "model_final.pth")["model"]
+
+
+COCO_TINY = (Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "coco_tiny").resolve()
+
+
+@pytest.mark.coco
+@pytest.mark.slow
+@pytest.mark.skipif(not (COCO_TINY / "coco" / "annotations").is_dir(), reason="needs ../shared/data/coco_tiny")
+def test_train_ssl_on_coco_tiny_logs_pseudo_label_quality(tiny_cfg, tmp_path, monkeypatch):
+    """The built-in COCO names; unlabelled images have hidden ground truth, so precision/recall are logged."""
+    monkeypatch.setenv("DETECTRON2_DATASETS", str(COCO_TINY))
+    run = tmp_path / "run"
+    cfg = tiny_cfg(
+        run, "DATASETS.CUSTOM.TRAIN_JSON", "", "DATASETS.CUSTOM.TRAIN_IMAGES", "",
+        "DATASETS.TRAIN", "('coco_2017_train',)", "DATASETS.TEST", "()", "DATASETS.SPLIT.PERCENT", "10.0",
+        "SOLVER.IMS_PER_BATCH_UNLABELED", "2", "SOLVER.MAX_ITER", "3", "SEMISUPERVISED.BURN_IN_ITERS", "1",
+        "SEMISUPERVISED.BOX_THRESHOLD", "-1.0", "MODEL.FCOS.INFERENCE_TH_TRAIN", "0.0",
+        "MODEL.FCOS.POST_NMS_TOPK_TRAIN", "10", val=False,
+    )
+    run_train_ssl(cfg)
+    assert "NUM_CLASSES: 80" in (run / "config.yaml").read_text()
+    log = (run / "log.txt").read_text()
+    assert "Labelled images: 8, unlabelled images: 72" in log
+    records = [json.loads(l) for l in (run / "metrics.json").read_text().splitlines()]
+    stats = [r for r in records if "pseudo/box_precision" in r]
+    assert stats and all(0 <= r["pseudo/mask_recall"] <= 1 for r in stats)
+    assert "modelTeacher.proposal_generator.fcos_head.cls_logits.weight" in torch.load(run / "model_final.pth")["model"]
