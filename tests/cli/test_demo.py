@@ -1,0 +1,38 @@
+"""`politeteacher demo`: the whole workflow on the generated dataset, shrunk to a few iterations."""
+import json
+import math
+
+import pytest
+
+from .helpers import assert_one_line_error, run_cli
+
+# The demo's own presets with a thin model, small images and 3 iterations per stage.
+QUICK = [
+    "SOLVER.MAX_ITER", "3", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.IMS_PER_BATCH_UNLABELED", "2",
+    "MODEL.FPN.OUT_CHANNELS", "32", "MODEL.FCOS.NUM_CLS_CONVS", "1", "MODEL.FCOS.NUM_BOX_CONVS", "1",
+    "MODEL.ROI_MASK_HEAD.NUM_CONV", "1", "MODEL.ROI_MASK_HEAD.CONV_DIM", "32",
+    "MODEL.ROI_MASKIOU_HEAD.NUM_CONV", "1", "MODEL.ROI_MASKIOU_HEAD.CONV_DIM", "32", "MODEL.ROI_MASKIOU_HEAD.FC_DIM", "64",
+    "INPUT.MIN_SIZE_TRAIN", "(128,)", "INPUT.MAX_SIZE_TRAIN", "160", "INPUT.MIN_SIZE_TEST", "128", "INPUT.MAX_SIZE_TEST", "160",
+]
+
+
+@pytest.mark.slow
+def test_demo_runs_the_whole_workflow(tmp_path):
+    result = run_cli("demo", "--output-dir", "demo", *QUICK, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = tmp_path / "demo"
+    split = json.loads((out / "split_10pct_seed1.json").read_text())
+    assert split["num_labeled"] == 20 and split["num_candidates"] == 200
+    for run in ("baseline", "polite_teacher"):
+        assert (out / run / "model_final.pth").is_file() and (out / run / "config.yaml").is_file()
+        assert (out / run / "curves.png").is_file()
+    assert "modelTeacher." in next(iter(__import__("torch").load(out / "polite_teacher" / "model_final.pth")["model"]))
+    table = [l.split() for l in result.stdout.splitlines() if l.startswith(("baseline", "polite_teacher"))]
+    assert [row[0] for row in table] == ["baseline", "polite_teacher"]
+    for row in table:  # bbox and segm AP: numbers (NaN when a 3-iteration model detects nothing)
+        assert all(math.isnan(float(v)) or 0 <= float(v) <= 100 for v in row[-2:])
+    assert len(list((out / "predictions").glob("*.png"))) == 4
+    assert (out / "predictions" / "predictions.json").is_file()
+
+    again = run_cli("demo", "--output-dir", "demo", *QUICK, cwd=tmp_path)
+    assert_one_line_error(again, "not empty", "--force")
