@@ -21,6 +21,8 @@ from detectron2.modeling.proposal_generator import PROPOSAL_GENERATOR_REGISTRY
 from detectron2.structures import Boxes, ImageList, Instances
 from detectron2.utils import comm
 
+from .gt import with_gt_fields
+
 __all__ = [
     "FCOS",
     "FCOSHead",
@@ -394,6 +396,7 @@ class FCOS(nn.Module):
         )
         labels, reg_targets = [], []
         for inst in gt_instances:
+            inst = with_gt_fields(inst, device)
             lab, reg = fcos_targets_single_image(
                 all_locations,
                 strides,

@@ -6,7 +6,6 @@ mask heads train on the foreground regions only.
 """
 from __future__ import annotations
 
-import math
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -15,13 +14,13 @@ from torch import Tensor, nn
 
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec, cat, nonzero_tuple
-from detectron2.modeling.matcher import Matcher
-from detectron2.modeling.poolers import ROIPooler, assign_boxes_to_levels, convert_boxes_to_pooler_format
+from detectron2.modeling.poolers import ROIPooler, convert_boxes_to_pooler_format
 from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, ROIHeads
 from detectron2.modeling.roi_heads.mask_head import build_mask_head
 from detectron2.structures import Boxes, ImageList, Instances, pairwise_iou
 from detectron2.utils.events import get_event_storage
 
+from .gt import with_gt_fields
 from .mask_head import crop_gt_masks, mask_inference, mask_loss
 from .maskiou_head import (
     build_maskiou_head,
@@ -31,7 +30,11 @@ from .maskiou_head import (
     maskiou_targets,
 )
 
-__all__ = ["CenterMaskROIHeads", "AdaptiveLevelROIPooler", "assign_boxes_to_levels_by_ratio"]
+__all__ = [
+    "CenterMaskROIHeads",
+    "AdaptiveLevelROIPooler",
+    "assign_boxes_to_levels_by_ratio",
+]
 
 
 def assign_boxes_to_levels_by_ratio(
@@ -129,8 +132,7 @@ class CenterMaskROIHeads(ROIHeads):
 
     @classmethod
     def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]):
-        ret = super().from_config(cfg)
-        ret["proposal_append_gt"] = True
+        ret = super().from_config(cfg)  # matcher (IoU ≥ 0.5, no low-quality), 512 / 0.25, append gt
         in_features = list(cfg.MODEL.ROI_HEADS.IN_FEATURES)
         channels = {input_shape[f].channels for f in in_features}
         if len(channels) != 1:
@@ -166,6 +168,7 @@ class CenterMaskROIHeads(ROIHeads):
         foreground = []
         for props, tgt in zip(proposals, targets):
             boxes = props.pred_boxes if props.has("pred_boxes") else props.proposal_boxes
+            tgt = with_gt_fields(tgt, boxes.device)
             if self.proposal_append_gt:
                 boxes = Boxes.cat([boxes, tgt.gt_boxes.to(boxes.device)])
             iou = pairwise_iou(tgt.gt_boxes, boxes)
@@ -218,12 +221,20 @@ class CenterMaskROIHeads(ROIHeads):
             if len(r) == 0:
                 continue
             box_tensor = r.proposal_boxes.tensor
+            device = box_tensor.device
             gt_classes.append(r.gt_classes.to(torch.int64))
+            if not tgt.has("gt_masks"):
+                # Box-only ground truth: no mask supervision. An empty crop makes the MaskIoU
+                # target 0, which also leaves these regions out of loss_maskiou.
+                gt_crops.append(torch.zeros(len(r), mask_size, mask_size, dtype=torch.bool, device=device))
+                valid.append(torch.zeros(len(r), dtype=torch.bool, device=device))
+                ratios.append(torch.ones(len(r), device=device))
+                continue
             gt_crops.append(crop_gt_masks(tgt.gt_masks, r.gt_index, box_tensor, mask_size))
             if tgt.has("gt_mask_valid"):
-                valid.append(tgt.gt_mask_valid.to(box_tensor.device, torch.bool)[r.gt_index])
+                valid.append(tgt.gt_mask_valid.to(device, torch.bool)[r.gt_index])
             else:
-                valid.append(torch.ones(len(r), dtype=torch.bool, device=box_tensor.device))
+                valid.append(torch.ones(len(r), dtype=torch.bool, device=device))
             if self.maskiou_on:
                 ratios.append(gt_area_ratios(tgt.gt_masks, r.gt_index, box_tensor))
 

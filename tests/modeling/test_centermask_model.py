@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from detectron2.modeling import build_backbone, build_model
-from detectron2.structures import BitMasks
+from detectron2.modeling import build_backbone
+from detectron2.structures import Instances
 
 from centermask_testutils import build_small_model, empty_input, make_shapes, small_cfg, to_model_input
 from politeteacher.modeling import CenterMask
@@ -81,9 +81,24 @@ def test_images_without_annotations_train(model, records):
         assert losses[k].item() == 0 and losses[k].requires_grad, k
     sum(losses.values()).backward()
     assert model.proposal_generator.fcos_head.cls_logits.weight.grad.abs().sum() > 0
+    # every trainable parameter is in the graph (DDP needs no find_unused_parameters)
+    assert not [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
     # mixed batch: one annotated, one empty image
     losses = model([to_model_input(records[0]), empty_input(96, 96)])
     assert all(torch.isfinite(v) for v in losses.values()) and losses["loss_mask"].item() > 0
+
+
+def test_bare_instances_and_box_only_ground_truth_train(model, records):
+    model.train()
+    bare = empty_input(96, 96)
+    bare["instances"] = Instances((96, 96))  # an unlabelled image that got no pseudo-label
+    box_only = to_model_input(records[0])
+    box_only["instances"].remove("gt_masks")
+    losses = model([bare, box_only])
+    assert set(losses) == LOSS_KEYS and all(torch.isfinite(v) for v in losses.values())
+    assert losses["loss_fcos_loc"].item() > 0  # boxes still supervise FCOS
+    assert losses["loss_mask"].item() == 0 and losses["loss_maskiou"].item() == 0  # no masks: no signal
+    sum(losses.values()).backward()
 
 
 def test_training_with_bitmask_pseudo_labels_and_validity(records):
