@@ -229,7 +229,7 @@ def fcos_losses(
     worker must call this once per iteration, also when it has no positives.
     """
     pos = labels != num_classes
-    num_pos_avg = torch.clamp(reduce_mean(pos.sum().to(logits.dtype)), min=1.0)
+    num_pos_avg = torch.clamp(reduce_mean(pos.sum().to(torch.float32)), min=1.0)
 
     cls_target = torch.zeros_like(logits)
     pos_inds = pos.nonzero(as_tuple=True)[0]
@@ -243,7 +243,7 @@ def fcos_losses(
 
     pos_reg_targets = reg_targets[pos_inds]
     ctr_targets = centerness_target(pos_reg_targets)
-    ctr_sum_avg = torch.clamp(reduce_mean(ctr_targets.sum()), min=1e-6)
+    ctr_sum_avg = torch.clamp(reduce_mean(ctr_targets.sum().to(torch.float32)), min=1e-6)
     # Empty positives give a zero loss that still reaches the head (index of an empty set).
     loss_loc = (giou_loss(box_reg[pos_inds], pos_reg_targets) * ctr_targets).sum() / ctr_sum_avg
     loss_ctr = (

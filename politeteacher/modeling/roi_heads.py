@@ -179,8 +179,8 @@ class CenterMaskROIHeads(ROIHeads):
             regions.proposal_boxes = boxes[fg]
             gt_index = matched_idxs[fg]
             regions.gt_index = gt_index
-            regions.gt_classes = tgt.gt_classes[gt_index] if len(tgt) else matched_idxs[fg]
-            regions.gt_boxes = tgt.gt_boxes[gt_index] if len(tgt) else boxes[fg]
+            regions.gt_classes = tgt.gt_classes[gt_index]
+            regions.gt_boxes = tgt.gt_boxes[gt_index]
             foreground.append(regions)
         try:
             storage = get_event_storage()
