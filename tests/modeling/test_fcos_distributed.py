@@ -1,13 +1,10 @@
 """FCOS loss normalisers are averaged over workers (gloo, 2 CPU processes)."""
 from __future__ import annotations
 
-import datetime
-import os
-
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
+from detectron2.engine import launch
+from detectron2.utils import comm
 from fvcore.nn import sigmoid_focal_loss
 
 from politeteacher.modeling.fcos import centerness_target, fcos_losses, giou_loss
@@ -24,22 +21,16 @@ def _inputs(rank):
     return logits, box_reg, ctr, labels, reg_targets
 
 
-def _worker(rank, init_file, out_file):
-    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")  # both workers on this machine
+def _worker(out_file):
+    rank = comm.get_rank()
     torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=2,
-        timeout=datetime.timedelta(seconds=120),
-    )
-    try:
-        losses = fcos_losses(*_inputs(rank), num_classes=2)
-        torch.save({k: v.detach() for k, v in losses.items()}, f"{out_file}.{rank}")
-    finally:
-        dist.destroy_process_group()
+    losses = fcos_losses(*_inputs(rank), num_classes=2)
+    torch.save({k: v.detach() for k, v in losses.items()}, f"{out_file}.{rank}")
 
 
 def test_normalisers_are_averaged_over_workers(tmp_path):
-    mp.spawn(_worker, args=(str(tmp_path / "init"), str(tmp_path / "out")), nprocs=2, join=True)
+    # Two CPU processes over gloo, started the way the trainers start their workers.
+    launch(_worker, 2, dist_url="auto", args=(str(tmp_path / "out"),))
     ctr_sums = []
     for rank in range(2):
         _, _, _, labels, reg_targets = _inputs(rank)
