@@ -112,6 +112,7 @@ def add_politeteacher_config(cfg: CN) -> CN:
 
     # Solver additions. IMS_PER_BATCH (labelled) and IMS_PER_BATCH_UNLABELED are totals over all workers.
     _C.SOLVER.IMS_PER_BATCH_UNLABELED = 16
+    _C.SOLVER.OPTIMIZER = "SGD"  # the paper's; "ADAMW" for small models trained from scratch (demo)
     _C.SOLVER.MAX_CHECKPOINTS_KEPT = 3
     _C.SOLVER.LOG_PERIOD = 20
 

@@ -36,6 +36,7 @@ from .checkpoint import (
     resolve_weights,
 )
 from .evaluate import EVAL_RESULTS, build_evaluator, build_test_loader, by_dataset, coco_evaluate, write_results
+from .optim import build_optimizer
 from .launch import check_batch_split, check_launch, create_ddp_model, launch_workers, setup_logging
 from .progress import build_progress_hooks
 from .run_dir import check_run_dir, prepare_run_dir
@@ -91,6 +92,10 @@ class BaselineTrainer(DefaultTrainer):
     @classmethod
     def build_model(cls, cfg):
         return build_centermask(cfg)
+
+    @classmethod
+    def build_optimizer(cls, cfg, model):
+        return build_optimizer(cfg, model)
 
     @classmethod
     def build_train_loader(cls, cfg):

@@ -15,7 +15,7 @@ from typing import Dict, List
 import torch
 from torch import nn
 from detectron2.engine import TrainerBase, hooks
-from detectron2.solver import build_lr_scheduler, build_optimizer
+from detectron2.solver import build_lr_scheduler
 from detectron2.utils import comm
 from detectron2.utils.events import get_event_storage
 
@@ -27,6 +27,7 @@ from ..errors import PoliteTeacherError
 from .baseline import build_centermask, finish_run, run_training
 from .checkpoint import AtomicCheckpointer, best_metric_key, build_checkpoint_hooks, load_initial_weights
 from .evaluate import coco_evaluate
+from .optim import build_optimizer
 from .progress import build_progress_hooks
 from .ema import copy_student_to_teacher, ema_update
 from .pseudo_labels import as_targets, make_pseudo_labels, pseudo_label_stats
