@@ -49,9 +49,10 @@ fi
 
 echo "Setting up $VENV with $PY (first time: a few minutes, torch is large) ..."
 [ -x "$VENV/bin/python" ] && is_py310 "$VENV/bin/python" || "$PY" -m venv "${venv_flags[@]}" --clear "$VENV"
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$lock"
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps -e . >"$VENV/install.log" 2>&1 \
-  || { cat "$VENV/install.log" >&2; exit 1; }
+# pip's own output goes to a log, shown only when an install fails.
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$lock" >"$VENV/install.log" 2>&1 \
+  && "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps -e . >>"$VENV/install.log" 2>&1 \
+  || { cat "$VENV/install.log" >&2; echo "error: installing into $VENV failed (log above)" >&2; exit 1; }
 "$VENV/bin/python" -c 'import detectron2._C, politeteacher.cli' \
   || { echo "error: the environment in $VENV does not import detectron2's compiled ops" >&2; exit 1; }
 echo "$want" >"$STAMP"
