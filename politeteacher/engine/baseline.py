@@ -64,6 +64,37 @@ def build_centermask(cfg) -> torch.nn.Module:
     return model
 
 
+def resume_or_start(trainer, resume: bool, load_initial) -> None:
+    """With `resume` and a checkpoint in OUTPUT_DIR: load the models, optimiser, scheduler, iteration
+    and hook states from it and continue at the next iteration. Otherwise call `load_initial()` (the
+    starting weights) and start at iteration 0."""
+    if resume and trainer.checkpointer.has_checkpoint():
+        path = trainer.checkpointer.get_checkpoint_file()
+        trainer.checkpointer.load(path)
+        trainer.start_iter = trainer.iter + 1
+        logger.info("Resuming from %s at iteration %d", path, trainer.start_iter)
+        return
+    if resume:
+        logger.info("--resume: no checkpoint in %s yet; starting at iteration 0", trainer.cfg.OUTPUT_DIR)
+    load_initial()
+    trainer.start_iter = 0
+
+
+def training_hooks(trainer, evaluate, best_metric: str) -> List[hooks.HookBase]:
+    """The hooks of every trainer: iteration timer, LR schedule, `evaluate` every TEST.EVAL_PERIOD and
+    at the end, checkpoints (periodic, final, and best by `best_metric`), progress and metric writers."""
+    cfg = trainer.cfg
+    ret: List[hooks.HookBase] = [hooks.IterationTimer(), hooks.LRScheduler()]
+    if cfg.DATASETS.TEST:
+        ret.append(hooks.EvalHook(cfg.TEST.EVAL_PERIOD, evaluate))
+    # After the eval hook: the best checkpoint needs its metric, and the periodic checkpoint then
+    # stores the best value seen so far in the trainer state (for --resume).
+    best = best_metric_key(cfg, best_metric) if cfg.DATASETS.TEST else None
+    ret += build_checkpoint_hooks(cfg, trainer.checkpointer, best_metric=best)
+    ret += build_progress_hooks(cfg, trainer.max_iter)
+    return ret
+
+
 class BaselineTrainer(DefaultTrainer):
     """DefaultTrainer for CenterMask on the labelled split (see module doc).
 
@@ -124,32 +155,14 @@ class BaselineTrainer(DefaultTrainer):
         """With `resume` and a checkpoint in OUTPUT_DIR: load model, optimizer, scheduler, iteration and
         hook states from it and continue at the next iteration. Otherwise: MODEL.WEIGHTS as starting
         weights (see `load_initial_weights`) at iteration 0."""
-        if resume and self.checkpointer.has_checkpoint():
-            path = self.checkpointer.get_checkpoint_file()
-            self.checkpointer.load(path)
-            self.start_iter = self.iter + 1
-            logger.info("Resuming from %s at iteration %d", path, self.start_iter)
-        else:
-            if resume:
-                logger.info("--resume: no checkpoint in %s yet; starting at iteration 0", self.cfg.OUTPUT_DIR)
-            load_initial_weights(self.model, self.cfg.MODEL.WEIGHTS)
-            self.start_iter = 0
+        resume_or_start(self, resume, lambda: load_initial_weights(self.model, self.cfg.MODEL.WEIGHTS))
 
     def _evaluate(self) -> Dict:
         self._last_eval_results = self.test(self.cfg, self.model)
         return self._last_eval_results
 
     def build_hooks(self) -> List[hooks.HookBase]:
-        cfg = self.cfg
-        ret: List[hooks.HookBase] = [hooks.IterationTimer(), hooks.LRScheduler()]
-        if cfg.DATASETS.TEST:
-            ret.append(hooks.EvalHook(cfg.TEST.EVAL_PERIOD, self._evaluate))
-        # After the eval hook: the best checkpoint needs its metric, and the periodic checkpoint then
-        # stores the best value seen so far in the trainer state (for --resume).
-        best = best_metric_key(cfg, "segm/AP") if cfg.DATASETS.TEST else None
-        ret += build_checkpoint_hooks(cfg, self.checkpointer, best_metric=best)
-        ret += build_progress_hooks(cfg, self.max_iter)
-        return ret
+        return training_hooks(self, self._evaluate, "segm/AP")
 
     def train(self) -> Dict:
         super(DefaultTrainer, self).train(self.start_iter, self.max_iter)

@@ -24,11 +24,10 @@ from ..data.mappers import TwoViewMapper
 from ..data.splits import labeled_and_unlabeled
 from ..data.streams import IterationBatches, iteration_loader, seeded
 from ..errors import PoliteTeacherError
-from .baseline import build_centermask, finish_run, run_training
-from .checkpoint import AtomicCheckpointer, best_metric_key, build_checkpoint_hooks, load_initial_weights
+from .baseline import build_centermask, finish_run, resume_or_start, run_training, training_hooks
+from .checkpoint import AtomicCheckpointer, load_initial_weights
 from .evaluate import coco_evaluate
 from .optim import build_optimizer
-from .progress import build_progress_hooks
 from .ema import copy_student_to_teacher, ema_update
 from .pseudo_labels import as_targets, make_pseudo_labels, pseudo_label_stats
 
@@ -200,14 +199,9 @@ class PoliteTeacherTrainer(TrainerBase):
         """With `resume` and a checkpoint in OUTPUT_DIR: both models, optimiser, scheduler, iteration
         and hook states from it. Otherwise MODEL.WEIGHTS into the student (the teacher is copied from
         it at the first semi-supervised iteration)."""
-        if resume and self.checkpointer.has_checkpoint():
-            path = self.checkpointer.get_checkpoint_file()
-            self.checkpointer.load(path)
-            self.start_iter = self.iter + 1
-            logger.info("Resuming from %s at iteration %d", path, self.start_iter)
-        else:
-            load_initial_weights(self.student_module, self.cfg.MODEL.WEIGHTS, which="teacher")
-            self.start_iter = 0
+        resume_or_start(
+            self, resume, lambda: load_initial_weights(self.student_module, self.cfg.MODEL.WEIGHTS, which="teacher")
+        )
 
     def evaluate(self) -> Dict[str, dict]:
         """COCO AP of the teacher (the reported model) and, unless switched off, of the student;
@@ -222,14 +216,7 @@ class PoliteTeacherTrainer(TrainerBase):
         return self.last_results
 
     def build_hooks(self) -> List[hooks.HookBase]:
-        cfg = self.cfg
-        out: List[hooks.HookBase] = [hooks.IterationTimer(), hooks.LRScheduler()]
-        if cfg.DATASETS.TEST:
-            out.append(hooks.EvalHook(cfg.TEST.EVAL_PERIOD, self.evaluate))
-        best = best_metric_key(cfg, "teacher/segm/AP") if cfg.DATASETS.TEST else None
-        out += build_checkpoint_hooks(cfg, self.checkpointer, best_metric=best)
-        out += build_progress_hooks(cfg, self.max_iter)
-        return out
+        return training_hooks(self, self.evaluate, "teacher/segm/AP")
 
 
 def train_ssl(cfg, resume: bool = False) -> Dict:
