@@ -12,11 +12,23 @@ import politeteacher.modeling  # noqa: F401  (registers the components)
 from politeteacher.config import resolve_config
 
 
+# The model tests' own small CenterMask: R-18 + GN from the demo preset, with CenterMask's 4-conv heads
+# at 128 channels, pinned here so that the demo preset can change without changing these tests.
+SMALL_MODEL = [
+    "MODEL.FPN.OUT_CHANNELS", "128", "MODEL.FCOS.NUM_CLS_CONVS", "4", "MODEL.FCOS.NUM_BOX_CONVS", "4",
+    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "512",
+    "MODEL.ROI_MASK_HEAD.NUM_CONV", "4", "MODEL.ROI_MASK_HEAD.CONV_DIM", "128",
+    "MODEL.ROI_MASKIOU_HEAD.NUM_CONV", "4", "MODEL.ROI_MASKIOU_HEAD.CONV_DIM", "128",
+    "MODEL.ROI_MASKIOU_HEAD.FC_DIM", "256",
+]
+
+
 def small_cfg(num_classes: int = 2, extra=()):
-    """The demo preset (R-18, GN, 128 channels) on CPU with ``num_classes`` classes."""
+    """A small CenterMask (R-18, GN, 128 channels, 4-conv heads) on CPU with ``num_classes`` classes."""
     return resolve_config(
         preset="demo",
         overrides=[
+            *SMALL_MODEL,
             "MODEL.FCOS.NUM_CLASSES", str(num_classes),
             "MODEL.ROI_HEADS.NUM_CLASSES", str(num_classes),
             "MODEL.DEVICE", "cpu",
