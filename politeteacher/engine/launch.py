@@ -14,6 +14,7 @@ import sys
 from contextlib import contextmanager
 from typing import Any, Callable
 
+import numpy as np
 import torch
 from detectron2.engine import create_ddp_model as _d2_create_ddp_model
 from detectron2.engine import launch
@@ -81,7 +82,9 @@ def setup_worker(cfg) -> None:
     if not cfg.MODEL.DEVICE.startswith("cuda"):
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, comm.get_local_size())))
         # Denormal floats (tiny weights and Adam moments late in training) make CPU kernels many
-        # times slower; flushing them to zero changes nothing a model can tell.
+        # times slower; flushing them to zero changes nothing a model can tell. numpy computes its
+        # float limits once, on first use: done after the flush, that warns, so it is done before.
+        np.finfo(np.float32), np.finfo(np.float64)
         torch.set_flush_denormal(True)
 
 
