@@ -27,6 +27,7 @@ from ..errors import PoliteTeacherError
 from .baseline import build_centermask, finish_run, resume_or_start, run_training, training_hooks
 from .checkpoint import AtomicCheckpointer, load_initial_weights
 from .evaluate import coco_evaluate
+from .launch import create_ddp_model
 from .optim import build_optimizer
 from .ema import copy_student_to_teacher, ema_update
 from .pseudo_labels import as_targets, make_pseudo_labels, pseudo_label_stats
@@ -90,7 +91,7 @@ class PoliteTeacherTrainer(TrainerBase):
         self.student_module = student
         self.optimizer = build_optimizer(cfg, student)
         self.scheduler = build_lr_scheduler(cfg, self.optimizer)
-        self.student = _wrap_ddp(student)
+        self.student = create_ddp_model(student, broadcast_buffers=False)
         self.models = TeacherStudent(teacher, student)
         self.checkpointer = AtomicCheckpointer(self.models, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
         self.max_iter = cfg.SOLVER.MAX_ITER
@@ -258,10 +259,3 @@ def _mean_over_workers(values: Dict[str, float]) -> Dict[str, float]:
     if not comm.is_main_process():
         return values
     return {k: sum(g[k] for g in gathered) / len(gathered) for k in values}
-
-
-def _wrap_ddp(model: nn.Module) -> nn.Module:
-    if comm.get_world_size() == 1:
-        return model
-    device_ids = [comm.get_local_rank()] if next(model.parameters()).is_cuda else None
-    return nn.parallel.DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False)
