@@ -13,7 +13,7 @@ after WARMUP iterations we take the median of ITERS timed iterations.
   ssl_10     : the same with ~10 pseudo-labels per image: the teacher's FCOS training post-processing
                is set to threshold 0 / top 10 after NMS and BOX_THRESHOLD -1 (random weights), on the
                teacher only, so the student's own proposals are those of the default config
-  infer_0    : eval-mode forward of one image, INFERENCE_TH_TEST 1.0 (no detection)
+  infer_0    : eval-mode forward of one image (frozen BN folded, as eval / predict run it), INFERENCE_TH_TEST 1.0 (no detection)
   infer_45   : the same with INFERENCE_TH_TEST 0, POST_NMS_TOPK_TEST 45 (45 detections)
   mappers    : images per second of one loader worker (1 thread) for WeakMapper and TwoViewMapper
 
@@ -163,9 +163,11 @@ def bench_infer(cfg, warmup, iters, profile=None):
     from politeteacher.data.datasets import get_dataset_dicts, register_all
     from politeteacher.data.mappers import WeakMapper
     from politeteacher.engine.baseline import build_centermask
+    from politeteacher.modeling import fold_frozen_batchnorm
 
     register_all(cfg)
     model = build_centermask(cfg)
+    fold_frozen_batchnorm(model)  # as `eval` and `predict` do (engine.evaluate.build_inference_model)
     model.eval()
     mapper = WeakMapper(cfg, is_train=False)
     dicts = get_dataset_dicts(cfg.DATASETS.TRAIN[0])

@@ -94,12 +94,13 @@ def write_results(path: Path, results: Mapping, **info) -> Path:
 
 def build_inference_model(cfg, weights: str, which: str = "teacher") -> torch.nn.Module:
     """A CenterMask built from `cfg` with `weights` loaded strictly (`which` picks the teacher or the
-    student of a two-model checkpoint), in eval mode. A checkpoint of another model (other classes,
-    backbone or channels) is a PoliteTeacherError."""
+    student of a two-model checkpoint), in eval mode, frozen batch norm folded into the convolutions
+    (for predicting only: its parameters no longer match a checkpoint). A checkpoint of another model
+    (other classes, backbone or channels) is a PoliteTeacherError."""
     import politeteacher.modeling  # noqa: F401  (registers CenterMask)
     from detectron2.modeling import build_model
 
-    from ..modeling import load_centermask_weights
+    from ..modeling import fold_frozen_batchnorm, load_centermask_weights
 
     if which not in ("teacher", "student"):
         raise PoliteTeacherError(f"--model must be teacher or student, got '{which}'")
@@ -107,6 +108,7 @@ def build_inference_model(cfg, weights: str, which: str = "teacher") -> torch.nn
         raise PoliteTeacherError("no weights to evaluate; pass --weights path/to/model_final.pth")
     model = build_model(cfg)
     load_centermask_weights(model, weights, which=which)
+    fold_frozen_batchnorm(model)
     model.eval()
     return model
 

@@ -5,6 +5,7 @@ Importing this package registers the components with detectron2's registries, so
 """
 from .backbone import build_fcos_resnet_fpn_backbone
 from .fcos import FCOS, FCOSHead, Scale
+from .fuse import fold_frozen_batchnorm
 from .mask_head import SpatialAttentionMaskHead
 from .maskiou_head import ROI_MASKIOU_HEAD_REGISTRY, MaskIoUHead, build_maskiou_head
 from .meta_arch import CenterMask
@@ -16,6 +17,7 @@ __all__ = [
     "FCOS",
     "FCOSHead",
     "Scale",
+    "fold_frozen_batchnorm",
     "SpatialAttentionMaskHead",
     "ROI_MASKIOU_HEAD_REGISTRY",
     "MaskIoUHead",

@@ -86,7 +86,7 @@ class FCOSHead(nn.Module):
                 layers.append(nn.Conv2d(in_channels, in_channels, 3, padding=1, bias=True))
                 if norm:
                     layers.append(get_norm(norm, in_channels))
-                layers.append(nn.ReLU())
+                layers.append(nn.ReLU(inplace=True))
             return nn.Sequential(*layers)
 
         self.cls_tower = tower(num_cls_convs)
@@ -103,14 +103,18 @@ class FCOSHead(nn.Module):
                     nn.init.constant_(layer.bias, 0.0)
         nn.init.constant_(self.cls_logits.bias, -math.log((1 - prior_prob) / prior_prob))
 
-    def forward(self, features: List[Tensor]) -> Tuple[List[Tensor], List[Tensor], List[Tensor]]:
+    def forward(
+        self, features: List[Tensor], box_grad: bool = True
+    ) -> Tuple[List[Tensor], List[Tensor], List[Tensor]]:
+        """``box_grad=False`` runs the box branch (box tower, box and centerness outputs) without
+        autograd: for losses whose box terms are weighted 0, it saves their backward pass."""
         logits, bbox_reg, ctrness = [], [], []
         for level, feature in enumerate(features):
-            cls_feat = self.cls_tower(feature)
-            box_feat = self.bbox_tower(feature)
-            logits.append(self.cls_logits(cls_feat))
-            ctrness.append(self.ctrness(box_feat))
-            bbox_reg.append(F.relu(self.scales[level](self.bbox_pred(box_feat))))
+            logits.append(self.cls_logits(self.cls_tower(feature)))
+            with torch.set_grad_enabled(box_grad and torch.is_grad_enabled()):
+                box_feat = self.bbox_tower(feature)
+                ctrness.append(self.ctrness(box_feat))
+                bbox_reg.append(F.relu(self.scales[level](self.bbox_pred(box_feat))))
         return logits, bbox_reg, ctrness
 
 
@@ -348,10 +352,12 @@ class FCOS(nn.Module):
         images: ImageList,
         features: Dict[str, Tensor],
         gt_instances: Optional[List[Instances]] = None,
+        box_grad: bool = True,
     ) -> Tuple[List[Instances], Dict[str, Tensor]]:
-        """Training: (training-mode detections, losses); ``gt_instances`` required.
+        """Training: (training-mode detections, losses); ``gt_instances`` required. With
+        ``box_grad=False`` ``loss_fcos_loc`` and ``loss_fcos_ctr`` carry no gradient (see FCOSHead).
         Eval: (test-mode detections, {}). Detections are computed without gradient."""
-        locations, logits, bbox_reg, ctrness = self._head(features)
+        locations, logits, bbox_reg, ctrness = self._head(features, box_grad)
         losses: Dict[str, Tensor] = {}
         if self.training:
             if gt_instances is None:
@@ -371,12 +377,12 @@ class FCOS(nn.Module):
         locations, logits, bbox_reg, ctrness = self._head(features)
         return self.predict(locations, logits, bbox_reg, ctrness, images.image_sizes, postprocess)
 
-    def _head(self, features: Dict[str, Tensor]):
+    def _head(self, features: Dict[str, Tensor], box_grad: bool = True):
         feats = [features[f] for f in self.in_features]
         locations = [
             compute_locations(f.shape[2], f.shape[3], s, f.device) for f, s in zip(feats, self.strides)
         ]
-        return (locations, *self.fcos_head(feats))
+        return (locations, *self.fcos_head(feats, box_grad))
 
     # ---- training ----
     def compute_targets(

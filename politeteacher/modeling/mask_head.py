@@ -56,7 +56,7 @@ class SpatialAttentionMaskHead(nn.Module):
         channels = input_shape.channels
         self.conv_norm_relus = []
         for k, dim in enumerate(conv_dims[:-1]):
-            conv = Conv2d(channels, dim, 3, padding=1, bias=True, activation=nn.ReLU())
+            conv = Conv2d(channels, dim, 3, padding=1, bias=True, activation=nn.ReLU(inplace=True))
             self.add_module(f"mask_fcn{k + 1}", conv)
             self.conv_norm_relus.append(conv)
             channels = dim
@@ -82,7 +82,7 @@ class SpatialAttentionMaskHead(nn.Module):
         for layer in self.conv_norm_relus:
             x = layer(x)
         x = self.spatialAtt(x)
-        x = F.relu(self.deconv(x))
+        x = F.relu_(self.deconv(x))
         return self.predictor(x)
 
 

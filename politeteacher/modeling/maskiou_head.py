@@ -63,7 +63,7 @@ class MaskIoUHead(nn.Module):
         self.convs: List[nn.Module] = []
         for k, dim in enumerate(conv_dims):
             stride = 2 if k == len(conv_dims) - 1 else 1
-            conv = Conv2d(channels, dim, 3, stride=stride, padding=1, activation=nn.ReLU())
+            conv = Conv2d(channels, dim, 3, stride=stride, padding=1, activation=nn.ReLU(inplace=True))
             self.add_module(f"maskiou_fcn{k + 1}", conv)
             self.convs.append(conv)
             channels = dim
@@ -92,8 +92,8 @@ class MaskIoUHead(nn.Module):
         for conv in self.convs:
             x = conv(x)
         x = torch.flatten(x, start_dim=1)
-        x = F.relu(self.maskiou_fc1(x))
-        x = F.relu(self.maskiou_fc2(x))
+        x = F.relu_(self.maskiou_fc1(x))
+        x = F.relu_(self.maskiou_fc2(x))
         return self.maskiou(x)
 
 

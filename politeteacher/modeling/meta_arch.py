@@ -22,7 +22,9 @@ class CenterMask(GeneralizedRCNN):
     - :meth:`predict_for_pseudo_labels` → raw detections at the input (resized) image size.
     """
 
-    def forward(self, batched_inputs: List[Dict[str, torch.Tensor]]):
+    def forward(self, batched_inputs: List[Dict[str, torch.Tensor]], box_grad: bool = True):
+        """Training: the loss dict; ``box_grad=False`` computes ``loss_fcos_loc`` / ``loss_fcos_ctr``
+        without gradient (for losses that weight them 0, e.g. on pseudo-labels). Eval: detections."""
         if not self.training:
             return self.inference(batched_inputs)
         missing = [i for i, x in enumerate(batched_inputs) if "instances" not in x]
@@ -34,7 +36,7 @@ class CenterMask(GeneralizedRCNN):
         images = self.preprocess_image(batched_inputs)
         gt_instances = [x["instances"].to(self.device) for x in batched_inputs]
         features = self.backbone(images.tensor)
-        proposals, proposal_losses = self.proposal_generator(images, features, gt_instances)
+        proposals, proposal_losses = self.proposal_generator(images, features, gt_instances, box_grad)
         _, detector_losses = self.roi_heads(images, features, proposals, gt_instances)
         losses = {}
         losses.update(proposal_losses)

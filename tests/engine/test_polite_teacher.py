@@ -88,12 +88,13 @@ def test_unlabelled_annotations_never_reach_the_student_and_empty_pseudo_batches
     # A box threshold of 1.0 lets no detection through: every unlabelled image is background only.
     trainer = _trainer(tiny_cfg(tmp_path / "run", "SOLVER.MAX_ITER", "1", "SEMISUPERVISED.BOX_THRESHOLD", "1.0",
                                 *SSL, val=False))
-    seen = []
+    seen, seen_kwargs = [], []
     forward = trainer.student.forward
 
-    def spy(batched_inputs):
+    def spy(batched_inputs, **kwargs):
         seen.append([(len(x["instances"]), "hidden_instances" in x, x.get("annotations")) for x in batched_inputs])
-        return forward(batched_inputs)
+        seen_kwargs.append(kwargs)
+        return forward(batched_inputs, **kwargs)
 
     trainer.student.forward = spy
     before = _state(trainer.student_module)
@@ -102,6 +103,8 @@ def test_unlabelled_annotations_never_reach_the_student_and_empty_pseudo_batches
     assert all(n > 0 for n, _, _ in labelled_call)  # the labelled images keep their annotations
     assert [n for n, _, _ in unlabelled_call] == [0, 0]  # hidden ground truth is not a target
     assert all(ann is None for _, _, ann in unlabelled_call)
+    # pseudo boxes are weighted 0 for regression and centerness: the box branch runs without backward
+    assert seen_kwargs == [{}, {"box_grad": False}]
     losses = trainer.storage.latest()
     assert losses["pseudo/boxes_per_image"][0] == 0
     assert torch.isfinite(torch.tensor(losses["total_loss"][0]))

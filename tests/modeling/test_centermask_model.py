@@ -71,6 +71,34 @@ def test_training_losses_and_gradients_reach_every_parameter(model, records):
         assert dict(trainable)[name].grad.abs().sum() > 0, name
 
 
+def test_box_branch_without_gradient_gives_the_gradients_of_zero_box_weights(records):
+    """box_grad=False (the pseudo-label pass) skips the box branch's backward; the gradients equal
+    those of weighting loss_fcos_loc / loss_fcos_ctr by 0, and the loss values are unchanged."""
+    model = _detecting(build_small_model(num_classes=2))
+    model.train()
+    inputs = [to_model_input(r) for r in records]
+    weights = {"loss_fcos_loc": 0.0, "loss_fcos_ctr": 0.0}
+
+    def grads(box_grad):
+        model.zero_grad(set_to_none=True)
+        torch.manual_seed(0)
+        losses = model(inputs, box_grad=box_grad)
+        sum(weights.get(k, 1.0) * v for k, v in losses.items()).backward()
+        return losses, {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
+
+    losses_ref, ref = grads(True)
+    losses, got = grads(False)
+    assert {k: v.item() for k, v in losses.items()} == {k: v.item() for k, v in losses_ref.items()}
+    assert not losses["loss_fcos_loc"].requires_grad and losses["loss_fcos_cls"].requires_grad
+    box_branch = ("fcos_head.bbox_tower.", "fcos_head.bbox_pred.", "fcos_head.ctrness.", "fcos_head.scales.")
+    for name, g in got.items():
+        if any(b in name for b in box_branch):
+            assert g is None, name
+            assert torch.equal(ref[name], torch.zeros_like(ref[name])), name
+        else:
+            torch.testing.assert_close(g, ref[name], rtol=1e-5, atol=1e-8, msg=name)
+
+
 def test_images_without_annotations_train(model, records):
     model.train()
     model.zero_grad()
@@ -200,3 +228,35 @@ def test_training_requires_instances(model, records):
     del inp["instances"]
     with pytest.raises(ValueError, match="instances"):
         model([inp])
+
+
+def test_folding_frozen_batchnorm_keeps_the_predictions(records):
+    """The R-50 presets' FrozenBN backbone: folded into its convolutions (eval / predict), boxes,
+    scores and masks stay what the unfolded model predicts."""
+    from detectron2.layers import FrozenBatchNorm2d
+
+    from politeteacher.modeling import fold_frozen_batchnorm
+
+    model = _detecting(build_small_model(num_classes=2, extra=["MODEL.RESNETS.NORM", "FrozenBN"]))
+    g = torch.Generator().manual_seed(1)
+    bns = [m for m in model.modules() if isinstance(m, FrozenBatchNorm2d)]
+    for bn in bns:  # statistics as trained weights have them, not the identity of a fresh model
+        c = bn.num_features
+        bn.weight.copy_(torch.rand(c, generator=g) + 0.5)
+        bn.bias.copy_(torch.randn(c, generator=g) * 0.1)
+        bn.running_mean.copy_(torch.randn(c, generator=g) * 0.1)
+        bn.running_var.copy_(torch.rand(c, generator=g) + 0.5)
+    model.eval()
+    inputs = [to_model_input(r) for r in records]
+    with torch.no_grad():
+        before = model(inputs)
+        assert fold_frozen_batchnorm(model) == len(bns) > 0
+        assert not any(isinstance(m, FrozenBatchNorm2d) for m in model.modules())
+        after = model(inputs)
+    for b, a in zip(before, after):
+        b, a = b["instances"], a["instances"]
+        assert len(a) == len(b) > 0
+        torch.testing.assert_close(a.pred_boxes.tensor, b.pred_boxes.tensor, rtol=1e-4, atol=1e-3)
+        torch.testing.assert_close(a.scores, b.scores, rtol=1e-4, atol=1e-5)
+        assert torch.equal(a.pred_classes, b.pred_classes)
+        assert (a.pred_masks != b.pred_masks).float().mean() < 1e-3
