@@ -4,16 +4,12 @@ import math
 
 import pytest
 
+from tiny_model import TINY_MODEL
+
 from .helpers import assert_one_line_error, run_cli
 
 # The demo's own presets with a thin model, small images and 3 iterations per stage.
-QUICK = [
-    "SOLVER.MAX_ITER", "3", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.IMS_PER_BATCH_UNLABELED", "2",
-    "MODEL.FPN.OUT_CHANNELS", "32", "MODEL.FCOS.NUM_CLS_CONVS", "1", "MODEL.FCOS.NUM_BOX_CONVS", "1",
-    "MODEL.ROI_MASK_HEAD.NUM_CONV", "1", "MODEL.ROI_MASK_HEAD.CONV_DIM", "32",
-    "MODEL.ROI_MASKIOU_HEAD.NUM_CONV", "1", "MODEL.ROI_MASKIOU_HEAD.CONV_DIM", "32", "MODEL.ROI_MASKIOU_HEAD.FC_DIM", "64",
-    "INPUT.MIN_SIZE_TRAIN", "(128,)", "INPUT.MAX_SIZE_TRAIN", "160", "INPUT.MIN_SIZE_TEST", "128", "INPUT.MAX_SIZE_TEST", "160",
-]
+QUICK = [*TINY_MODEL, "SOLVER.MAX_ITER", "3", "SOLVER.IMS_PER_BATCH_UNLABELED", "2"]
 
 
 @pytest.mark.slow

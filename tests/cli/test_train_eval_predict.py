@@ -18,22 +18,13 @@ from torch import nn
 
 from politeteacher.cli import main
 from politeteacher.data.synthetic import generate_dataset
+from tiny_model import TINY_MODEL
 
 REPO = Path(__file__).resolve().parents[2]
 COCO_TINY = (REPO / ".." / "shared" / "data" / "coco_tiny").resolve()
 CONSOLE_SCRIPT = Path(sys.executable).parent / "politeteacher"
 
-# The demo preset made tiny: 128-px images, thin heads, 2 images per step, from scratch on the CPU.
-TINY = [
-    "MODEL.FPN.OUT_CHANNELS", "32", "MODEL.FCOS.NUM_CLS_CONVS", "1", "MODEL.FCOS.NUM_BOX_CONVS", "1",
-    "MODEL.ROI_MASK_HEAD.NUM_CONV", "1", "MODEL.ROI_MASK_HEAD.CONV_DIM", "32",
-    "MODEL.ROI_MASKIOU_HEAD.NUM_CONV", "1", "MODEL.ROI_MASKIOU_HEAD.CONV_DIM", "32",
-    "MODEL.ROI_MASKIOU_HEAD.FC_DIM", "64",
-    "INPUT.MIN_SIZE_TRAIN", "(128,)", "INPUT.MAX_SIZE_TRAIN", "160",
-    "INPUT.MIN_SIZE_TEST", "128", "INPUT.MAX_SIZE_TEST", "160",
-    "DATALOADER.NUM_WORKERS", "0", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.WARMUP_ITERS", "2",
-    "SOLVER.LOG_PERIOD", "1",
-]
+TINY = [*TINY_MODEL, "DATALOADER.NUM_WORKERS", "0", "SOLVER.WARMUP_ITERS", "2", "SOLVER.LOG_PERIOD", "1"]
 
 
 def run_in_process(*args):

@@ -6,17 +6,12 @@ import pytest
 from politeteacher.config import resolve_config
 from politeteacher.data.synthetic import generate_dataset
 
-# Demo preset (R-18, GN) made smaller still: 128-px images, thin heads, 2 images per step.
+from tiny_model import TINY_MODEL
+
 TINY = [
-    "MODEL.WEIGHTS", "", "MODEL.DEVICE", "cpu",
-    "MODEL.FPN.OUT_CHANNELS", "32", "MODEL.FCOS.NUM_CLS_CONVS", "1", "MODEL.FCOS.NUM_BOX_CONVS", "1",
-    "MODEL.ROI_MASK_HEAD.NUM_CONV", "1", "MODEL.ROI_MASK_HEAD.CONV_DIM", "32",
-    "MODEL.ROI_MASKIOU_HEAD.NUM_CONV", "1", "MODEL.ROI_MASKIOU_HEAD.CONV_DIM", "32",
-    "MODEL.ROI_MASKIOU_HEAD.FC_DIM", "64",
-    "INPUT.MIN_SIZE_TRAIN", "(128,)", "INPUT.MAX_SIZE_TRAIN", "160",
-    "INPUT.MIN_SIZE_TEST", "128", "INPUT.MAX_SIZE_TEST", "160",
+    *TINY_MODEL, "MODEL.WEIGHTS", "", "MODEL.DEVICE", "cpu",
     "DATALOADER.NUM_WORKERS", "0", "DATASETS.SPLIT.PERCENT", "100.0",
-    "SOLVER.IMS_PER_BATCH", "2", "SOLVER.WARMUP_ITERS", "2", "SOLVER.LOG_PERIOD", "1",
+    "SOLVER.WARMUP_ITERS", "2", "SOLVER.LOG_PERIOD", "1",
 ]
 
 
