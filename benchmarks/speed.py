@@ -129,7 +129,6 @@ def bench_ssl(cfg, warmup, iters, ten: bool, profile=None):
 
     from politeteacher.data.datasets import register_all
     from politeteacher.data.splits import labeled_and_unlabeled
-    from politeteacher.data.streams import iteration_loader
     from politeteacher.engine.baseline import build_centermask
     from politeteacher.engine.polite_teacher import PoliteTeacherTrainer
 
@@ -142,9 +141,7 @@ def bench_ssl(cfg, warmup, iters, ten: bool, profile=None):
         pg.post_process_params["train"] = (0.0, pre_topk, 10)
     trainer = PoliteTeacherTrainer(cfg, student, teacher, labeled, unlabeled)
     trainer.start_iter = 0
-    w = cfg.DATALOADER.NUM_WORKERS
-    trainer._streams = (iter(iteration_loader(trainer._labeled_stream, 0, w)),
-                        iter(iteration_loader(trainer._unlabeled_stream, 0, w)))
+    trainer.start_streams()
     with EventStorage(0) as storage:
         trainer.storage = storage
         times, cpu = _timed_steps(trainer.run_step, warmup, iters, storage, trainer)

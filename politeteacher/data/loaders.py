@@ -1,20 +1,24 @@
-"""Infinite, shuffled, aspect-ratio-grouped training loaders; batch sizes are totals over workers.
+"""Training loaders (infinite, resumable) and the test loader; batch sizes are totals over workers.
 
-A loader whose mapper returns one dict yields ``list[dict]`` (detectron2's usual batch). A loader
-whose mapper returns a view pair (:class:`~.mappers.TwoViewMapper`) yields ``(weak_list,
-strong_list)``: two lists of the per-worker batch size, element i of both being the same image.
+A training loader yields, per iteration, this worker's list of mapped samples: dicts with the
+:class:`~.mappers.WeakMapper`, ``(weak, strong)`` pairs of the same image with the
+:class:`~.mappers.TwoViewMapper`. Batch *i* is a pure function of (SEED, rank, *i*)
+(:class:`~.streams.IterationBatches`), so a loader started at ``start_iter`` continues an interrupted
+run with exactly the batches the uninterrupted run drew, whatever DATALOADER.NUM_WORKERS is.
 """
 from __future__ import annotations
 
-from typing import Callable, List, Optional, Sequence
+import random
+from typing import Callable, Optional, Sequence
 
 from detectron2.config import CfgNode
-from detectron2.data import build_detection_test_loader, build_detection_train_loader
-from detectron2.data.samplers import TrainingSampler
+from detectron2.data import build_detection_test_loader
 from detectron2.utils import comm
+from torch.utils.data import DataLoader
 
 from ..errors import PoliteTeacherError
 from .mappers import TwoViewMapper, WeakMapper
+from .streams import IterationBatches, iteration_loader
 
 __all__ = ["build_labeled_loader", "build_unlabeled_loader", "build_test_loader", "per_worker_batch"]
 
@@ -30,64 +34,46 @@ def per_worker_batch(total: int, key: str) -> int:
     return total // world
 
 
-class _Sized:
-    """Wraps a mapper so that detectron2's aspect-ratio grouping (which reads ``width`` and
-    ``height``) also works for view pairs; :func:`_collate` unwraps the batch again."""
-
-    def __init__(self, mapper: Callable):
-        self.mapper = mapper
-
-    def __call__(self, dataset_dict: dict):
-        out = self.mapper(dataset_dict)
-        if out is None:  # detectron2's MapDataset retries another image
-            return None
-        first = out[0] if isinstance(out, tuple) else out
-        return {"width": first["width"], "height": first["height"], "item": out}
-
-
-def _collate(batch: List[dict]):
-    items = [b["item"] for b in batch]
-    if isinstance(items[0], tuple):
-        return tuple(list(view) for view in zip(*items))
-    return items
-
-
-def _build(cfg: CfgNode, dicts: Sequence[dict], mapper: Callable, key: str, seed_offset: int, what: str):
-    total = int(cfg.SOLVER.get(key))
-    per_worker_batch(total, f"SOLVER.{key}")
+def _build(cfg: CfgNode, dicts: Sequence[dict], mapper: Callable, key: str, seed_offset: int, what: str,
+           start_iter: int) -> DataLoader:
+    batch = per_worker_batch(int(cfg.SOLVER.get(key)), f"SOLVER.{key}")
     if not dicts:
         raise PoliteTeacherError(what)
-    seed = cfg.SEED + seed_offset if cfg.SEED >= 0 else None
-    return build_detection_train_loader(
-        list(dicts),
-        mapper=_Sized(mapper),
-        sampler=TrainingSampler(len(dicts), shuffle=True, seed=seed),
-        total_batch_size=total,
-        aspect_ratio_grouping=cfg.DATALOADER.ASPECT_RATIO_GROUPING,
-        num_workers=cfg.DATALOADER.NUM_WORKERS,
-        collate_fn=_collate,
+    # A negative SEED (detectron2's "random") gives a random order; training commands draw one
+    # SEED for all workers beforehand and record it (engine.baseline.prepare_training_cfg).
+    seed = cfg.SEED + seed_offset if cfg.SEED >= 0 else random.SystemRandom().randrange(2**31)
+    stream = IterationBatches(
+        dicts, mapper, batch, seed=seed, rank=comm.get_rank(),
+        world_size=comm.get_world_size(), group_by_aspect=cfg.DATALOADER.ASPECT_RATIO_GROUPING,
     )
+    return iteration_loader(stream, start_iter, cfg.DATALOADER.NUM_WORKERS)
 
 
-def build_labeled_loader(cfg: CfgNode, dicts: Sequence[dict], mapper: Optional[Callable] = None):
-    """Infinite loader over the labelled dicts; SOLVER.IMS_PER_BATCH images per step in total.
-    Default mapper: :class:`WeakMapper` (the baseline); pass ``TwoViewMapper(cfg, labeled=True)``
-    for Polite Teacher's weak + strong labelled views. Shuffled with seed cfg.SEED."""
+def build_labeled_loader(
+    cfg: CfgNode, dicts: Sequence[dict], mapper: Optional[Callable] = None, start_iter: int = 0
+) -> DataLoader:
+    """The labelled images' batches from iteration ``start_iter`` on; SOLVER.IMS_PER_BATCH images
+    per step in total. Default mapper: :class:`WeakMapper` (the baseline); Polite Teacher passes
+    ``TwoViewMapper(cfg, labeled=True)`` for weak + strong labelled views. Seeded with cfg.SEED."""
     return _build(
         cfg, dicts, mapper or WeakMapper(cfg, is_train=True), "IMS_PER_BATCH", 0,
         "no labelled images to train on: the training set has no image with a non-crowd annotation",
+        start_iter,
     )
 
 
-def build_unlabeled_loader(cfg: CfgNode, dicts: Sequence[dict], mapper: Optional[Callable] = None):
-    """Infinite loader over the unlabelled pool; SOLVER.IMS_PER_BATCH_UNLABELED images per step in
-    total. Default mapper: ``TwoViewMapper(cfg, labeled=False)``. Shuffled with seed cfg.SEED + 1
-    (another order than the labelled loader's)."""
+def build_unlabeled_loader(
+    cfg: CfgNode, dicts: Sequence[dict], mapper: Optional[Callable] = None, start_iter: int = 0
+) -> DataLoader:
+    """The unlabelled pool's batches from iteration ``start_iter`` on; SOLVER.IMS_PER_BATCH_UNLABELED
+    images per step in total. Default mapper: ``TwoViewMapper(cfg, labeled=False)``. Seeded with
+    cfg.SEED + 1 (another order than the labelled loader's)."""
     return _build(
         cfg, dicts, mapper or TwoViewMapper(cfg, is_train=True, labeled=False),
         "IMS_PER_BATCH_UNLABELED", 1,
         "the unlabelled pool is empty: use DATASETS.SPLIT.PERCENT below 100 (or a split file), "
         "or add folders to DATASETS.UNLABELED_IMAGE_DIRS",
+        start_iter,
     )
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import weakref
 from pathlib import Path
 from typing import Dict, List
@@ -27,6 +28,7 @@ from detectron2.engine.train_loop import TrainerBase
 from detectron2.utils import comm
 
 from ..config import save_config
+from ..data.streams import seeded
 from ..errors import PoliteTeacherError
 from .checkpoint import (
     AtomicCheckpointer,
@@ -99,8 +101,10 @@ class BaselineTrainer(DefaultTrainer):
     """DefaultTrainer for CenterMask on the labelled split (see module doc).
 
     Differences from detectron2's: the train loader reads the labelled split only, with the weak
-    mapper; checkpoints are atomic and retained (`checkpoint.py`); evaluation uses the mask-scoring
-    COCO evaluator; DDP works for CPU workers; starting weights go through `load_initial_weights`.
+    mapper, and is resumable (batch i and the step's own randomness depend on SEED and i only, so
+    `--resume` repeats an uninterrupted run); checkpoints are atomic and retained (`checkpoint.py`);
+    evaluation uses the mask-scoring COCO evaluator; DDP works for CPU workers; starting weights go
+    through `load_initial_weights`.
     """
 
     def __init__(self, cfg):
@@ -129,13 +133,24 @@ class BaselineTrainer(DefaultTrainer):
         return build_optimizer(cfg, model)
 
     @classmethod
-    def build_train_loader(cls, cfg):
+    def build_train_loader(cls, cfg, start_iter: int = 0):
+        """The labelled split's batches (weak views) from iteration `start_iter` on."""
         from ..data.loaders import build_labeled_loader
-        from ..data.mappers import WeakMapper
         from ..data.splits import labeled_and_unlabeled
 
         labeled, _ = labeled_and_unlabeled(cfg)
-        return build_labeled_loader(cfg, labeled, WeakMapper(cfg, is_train=True))
+        return build_labeled_loader(cfg, labeled, start_iter=start_iter)
+
+    def before_train(self):
+        # The loader was built before resume_or_load knew where the run starts; detectron2's
+        # SimpleTrainer iterates its data_loader on the first step, so replacing it here is in time.
+        if self.start_iter:
+            self._trainer.data_loader = self.build_train_loader(self.cfg, self.start_iter)
+        super().before_train()
+
+    def run_step(self):
+        with seeded(self.cfg.SEED, comm.get_rank(), self.iter):  # e.g. the sampling of mask regions
+            super().run_step()
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
@@ -205,13 +220,17 @@ def finish_run(cfg, results: Dict) -> None:
 def prepare_training_cfg(cfg, world_size: int = 1, batch_keys=("IMS_PER_BATCH",)):
     """On the launching process, before any worker starts: refuse AMP on the CPU, check that the
     batch totals SOLVER.<batch_keys> split evenly over `world_size` workers, register the datasets
-    (one-line errors for missing files), set the class count from the training set, and resolve
-    MODEL.WEIGHTS to a local file (downloading a URL once). Returns a frozen copy."""
+    (one-line errors for missing files), set the class count from the training set, resolve
+    MODEL.WEIGHTS to a local file (downloading a URL once) and a negative SEED (detectron2's
+    "random") to a drawn one, which config.yaml then records. Returns a frozen copy."""
     from ..data.datasets import setup_datasets
 
     check_amp(cfg)
     check_batch_split(cfg, world_size, batch_keys)
     cfg = setup_datasets(cfg)
+    if cfg.SEED < 0:  # batch streams and per-iteration randomness derive from one seed for all workers
+        cfg.SEED = int.from_bytes(os.urandom(4), "little") % 2**31
+        logging.getLogger(__name__).info("SEED %d (drawn at random; recorded in config.yaml)", cfg.SEED)
     cfg.MODEL.WEIGHTS = resolve_weights(cfg.MODEL.WEIGHTS)
     cfg.freeze()
     return cfg

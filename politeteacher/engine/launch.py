@@ -128,6 +128,8 @@ def check_launch(cfg, num_gpus: int, num_machines: int, machine_rank: int, dist_
         raise PoliteTeacherError(f"--machine-rank must be in [0, {num_machines - 1}], got {machine_rank}")
     if num_machines > 1 and dist_url == "auto":
         raise PoliteTeacherError("several machines need --dist-url tcp://<host of rank 0>:<port>, not 'auto'")
+    if num_machines > 1 and cfg.SEED < 0:  # each machine would draw its own (see prepare_training_cfg)
+        raise PoliteTeacherError("several machines need the same SEED: pass SEED <n> (n >= 0), not a random one")
     world = num_gpus * num_machines
     if cfg.MODEL.DEVICE.startswith("cuda"):
         have = torch.cuda.device_count()

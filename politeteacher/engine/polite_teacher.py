@@ -19,10 +19,10 @@ from detectron2.solver import build_lr_scheduler
 from detectron2.utils import comm
 from detectron2.utils.events import get_event_storage
 
-from ..data.loaders import per_worker_batch
+from ..data.loaders import build_labeled_loader, build_unlabeled_loader, per_worker_batch
 from ..data.mappers import TwoViewMapper
 from ..data.splits import labeled_and_unlabeled
-from ..data.streams import IterationBatches, iteration_loader, seeded
+from ..data.streams import seeded
 from ..errors import PoliteTeacherError
 from .baseline import build_centermask, finish_run, resume_or_start, run_training, training_hooks
 from .checkpoint import AtomicCheckpointer, load_initial_weights
@@ -101,27 +101,27 @@ class PoliteTeacherTrainer(TrainerBase):
         # Pseudo boxes weighted 0 for regression and centerness (the default): the student's box
         # branch then needs no backward pass on the unlabelled views (same gradients, less work).
         self._pseudo_box_grad = any(self.loss_weights[k] for k in ("loss_fcos_loc", "loss_fcos_ctr"))
-        self._labeled_stream = IterationBatches(
-            labeled, TwoViewMapper(cfg, is_train=True, labeled=True),
-            per_worker_batch(cfg.SOLVER.IMS_PER_BATCH, "SOLVER.IMS_PER_BATCH"),
-            seed=cfg.SEED, rank=comm.get_rank(), world_size=comm.get_world_size(),
-        )
-        self._unlabeled_stream = IterationBatches(
-            unlabeled, TwoViewMapper(cfg, is_train=True, labeled=False),
-            per_worker_batch(cfg.SOLVER.IMS_PER_BATCH_UNLABELED, "SOLVER.IMS_PER_BATCH_UNLABELED"),
-            seed=cfg.SEED + 1, rank=comm.get_rank(), world_size=comm.get_world_size(),
-        )
+        # The batch totals must split over the workers: checked now, not at the first step.
+        per_worker_batch(cfg.SOLVER.IMS_PER_BATCH, "SOLVER.IMS_PER_BATCH")
+        per_worker_batch(cfg.SOLVER.IMS_PER_BATCH_UNLABELED, "SOLVER.IMS_PER_BATCH_UNLABELED")
+        self._labeled, self._unlabeled = labeled, unlabeled
         self._streams = None
         self.last_results: Dict[str, dict] = {}
         self.register_hooks(self.build_hooks())
 
-    def before_train(self):
-        # Streams start where the run (re)starts, so a resumed run draws the batches it would have.
-        workers = self.cfg.DATALOADER.NUM_WORKERS
+    def start_streams(self) -> None:
+        """Start the labelled and unlabelled batch streams at `start_iter` (before_train does this;
+        call it to drive `run_step` by hand). Batch i is the same whenever it is drawn, so a resumed
+        run continues with the batches the uninterrupted one would have drawn."""
+        cfg = self.cfg
+        labeled_views = TwoViewMapper(cfg, is_train=True, labeled=True)
         self._streams = (
-            iter(iteration_loader(self._labeled_stream, self.start_iter, workers)),
-            iter(iteration_loader(self._unlabeled_stream, self.start_iter, workers)),
+            iter(build_labeled_loader(cfg, self._labeled, labeled_views, self.start_iter)),
+            iter(build_unlabeled_loader(cfg, self._unlabeled, start_iter=self.start_iter)),
         )
+
+    def before_train(self):
+        self.start_streams()
         super().before_train()
 
     def run_step(self):

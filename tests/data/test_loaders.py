@@ -1,6 +1,7 @@
 import itertools
 
 import pytest
+import torch
 from detectron2.data import DatasetCatalog
 
 from politeteacher.data import loaders
@@ -40,16 +41,21 @@ def test_labeled_loader_yields_batches_of_the_total(pools):
 
 def test_unlabeled_loader_yields_view_pairs(pools):
     cfg, _, unlabeled = pools
-    for weak, strong in _take(build_unlabeled_loader(cfg, unlabeled), 3):
-        assert len(weak) == len(strong) == cfg.SOLVER.IMS_PER_BATCH_UNLABELED == 2
-        assert [d["file_name"] for d in weak] == [d["file_name"] for d in strong]
-        assert all("instances" not in d for d in weak + strong)
+    for batch in _take(build_unlabeled_loader(cfg, unlabeled), 3):
+        assert len(batch) == cfg.SOLVER.IMS_PER_BATCH_UNLABELED == 2
+        for weak, strong in batch:
+            assert weak["file_name"] == strong["file_name"]
+            assert "instances" not in weak and "instances" not in strong
 
 
 def test_labeled_two_view_loader(pools):
     cfg, labeled, _ = pools
-    weak, strong = _take(build_labeled_loader(cfg, labeled, TwoViewMapper(cfg, labeled=True)), 1)[0]
-    assert len(weak) == len(strong) == 4 and all("instances" in d for d in weak + strong)
+    batch = _take(build_labeled_loader(cfg, labeled, TwoViewMapper(cfg, labeled=True)), 1)[0]
+    assert len(batch) == 4 and all("instances" in v for pair in batch for v in pair)
+
+
+def _ids(batches):
+    return [[d["image_id"] for d in b] for b in batches]
 
 
 def test_loader_order_follows_the_seed(pools):
@@ -57,9 +63,21 @@ def test_loader_order_follows_the_seed(pools):
 
     def order(seed):
         cfg.SEED = seed
-        return [d["image_id"] for b in _take(build_labeled_loader(cfg, labeled), 3) for d in b]
+        return _ids(_take(build_labeled_loader(cfg, labeled), 3))
 
     assert order(5) == order(5) and order(5) != order(6)
+
+
+def test_a_loader_started_later_continues_the_same_batches(pools):
+    """What --resume relies on: starting at iteration 3 gives batches 3, 4, ... of a loader started
+    at 0, images and augmentation (flip) alike."""
+    cfg, labeled, _ = pools
+    cfg.SEED = 3
+    whole = _take(build_labeled_loader(cfg, labeled), 6)
+    later = _take(build_labeled_loader(cfg, labeled, start_iter=3), 3)
+    assert _ids(later) == _ids(whole[3:])
+    for a, b in zip(whole[3:], later):
+        assert all(torch.equal(x["image"], y["image"]) for x, y in zip(a, b))
 
 
 def test_batch_totals_must_divide_over_workers(pools, monkeypatch):

@@ -64,6 +64,28 @@ def test_resume_continues_at_next_iteration_with_saved_state(tiny_cfg, tmp_path)
     assert "Resuming from" in (run / "log.txt").read_text()
 
 
+
+def test_resume_after_a_stop_repeats_the_uninterrupted_run_exactly(tiny_cfg, tmp_path):
+    # 2 iterations, stop, --resume for 2 more == 4 iterations in one go: the resumed loader draws
+    # batches 2 and 3, and each step's randomness depends on its iteration only. To float rounding:
+    # from equal weights and an equal loss, oneDNN's convolution backward in the resumed model differs
+    # in the 7th digit. SGD keeps that at ~1e-7 in the weights (AdamW's normalised steps would blow
+    # tiny gradients' rounding up to ~LR); another batch moves them by ~1e-2.
+    common = ["SOLVER.CHECKPOINT_PERIOD", "2", "SEED", "7", "SOLVER.OPTIMIZER", "SGD", "SOLVER.BASE_LR", "0.01"]
+    # oneDNN picks its convolution kernels on first use in a process: warm up first (see test_polite_teacher).
+    run_train_baseline(tiny_cfg(tmp_path / "warm-up", *common, "SOLVER.MAX_ITER", "1", val=False))
+    whole, stopped = tmp_path / "whole", tmp_path / "stopped"
+    run_train_baseline(tiny_cfg(whole, *common, "SOLVER.MAX_ITER", "4", val=False))
+    run_train_baseline(tiny_cfg(stopped, *common, "SOLVER.MAX_ITER", "2", val=False))
+    run_train_baseline(tiny_cfg(stopped, *common, "SOLVER.MAX_ITER", "4", val=False), resume=True)
+    assert _iterations(stopped) == [0, 1, 2, 3]
+    a, b = torch.load(whole / "model_final.pth")["model"], torch.load(stopped / "model_final.pth")["model"]
+    assert set(a) == set(b)
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=1e-5, atol=1e-6)
+    losses = lambda run: [r["total_loss"] for r in _records(run) if "total_loss" in r]
+    assert losses(stopped) == pytest.approx(losses(whole), rel=1e-6)
+
 def test_amp_on_cpu_is_refused(tiny_cfg, tmp_path):
     cfg = tiny_cfg(tmp_path / "run", "SOLVER.AMP.ENABLED", "True")
     with pytest.raises(PoliteTeacherError, match="needs a GPU"):
@@ -87,3 +109,17 @@ def test_two_cpu_workers_train_and_evaluate(tiny_cfg, tmp_path):
     assert any("segm/AP" in r for r in _records(run))  # the final evaluation reached metrics.json
     assert set(results["custom_val"]) == {"bbox", "segm"}
     assert (run / "log.txt.rank1").is_file()  # the second worker logged on its own
+
+
+def test_a_random_seed_is_drawn_once_and_recorded(tiny_cfg, tmp_path):
+    from politeteacher.engine.launch import check_launch
+
+    cfg = tiny_cfg(tmp_path / "run", "SEED", "-1", val=False)
+    seeds = {prepare_training_cfg(cfg).SEED for _ in range(3)}
+    assert all(s >= 0 for s in seeds) and len(seeds) > 1  # drawn, not a fixed default
+    with pytest.raises(PoliteTeacherError, match="same SEED"):
+        check_launch(cfg, 1, 2, 0, "tcp://127.0.0.1:1234")
+    run = tmp_path / "run"
+    run_train_baseline(tiny_cfg(run, "SEED", "-1", "SOLVER.MAX_ITER", "1", val=False))
+    assert "SEED: " in (run / "config.yaml").read_text()
+    assert int((run / "config.yaml").read_text().split("\nSEED: ")[1].split()[0]) >= 0
