@@ -19,6 +19,7 @@ over the SSL run.
 SSL configurations (`--configs`, comma-separated names, see CONFIGS):
   paper      : the paper's stage-2 values (box 0.6, mask IoU 0.9, EMA 0.9996, weight 2)
   ema99      : EMA keep rate 0.99 (the demo preset's; 0.9996 has a time constant of 2500 iterations)
+  nounsup    : ema99 with the pseudo-label losses weighted 0 (ablation: strong labelled views + EMA)
   ema99_b04  : EMA 0.99 and box threshold 0.4
   ...
 
@@ -43,6 +44,9 @@ CONFIGS = {
     "paper": ["SEMISUPERVISED.EMA_KEEP_RATE", "0.9996", "SEMISUPERVISED.BOX_THRESHOLD", "0.6",
               "SEMISUPERVISED.MASK_IOU_THRESHOLD", "0.9", "SEMISUPERVISED.UNSUP_LOSS_WEIGHT", "2.0"],
     "ema99": ["SEMISUPERVISED.EMA_KEEP_RATE", "0.99"],  # = paper thresholds with the demo's EMA
+    # ablation: everything of ema99 but the pseudo-label losses (weight 0): what strong views of the
+    # labelled images and the EMA teacher give without learning from the unlabelled images
+    "nounsup": ["SEMISUPERVISED.EMA_KEEP_RATE", "0.99", "SEMISUPERVISED.UNSUP_LOSS_WEIGHT", "0.0"],
     "ema99_b04": ["SEMISUPERVISED.EMA_KEEP_RATE", "0.99", "SEMISUPERVISED.BOX_THRESHOLD", "0.4"],
     "ema99_b05": ["SEMISUPERVISED.EMA_KEEP_RATE", "0.99", "SEMISUPERVISED.BOX_THRESHOLD", "0.5"],
     "ema995_b04": ["SEMISUPERVISED.EMA_KEEP_RATE", "0.995", "SEMISUPERVISED.BOX_THRESHOLD", "0.4"],
@@ -285,6 +289,8 @@ def main(argv=None) -> int:
     ap.add_argument("--diagnose", action="store_true",
                     help="also measure the starting teacher's score / maskiou distribution on unlabelled images")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--report", action="store_true",
+                    help="train nothing: the table of the runs of --seeds / --configs that finished in --out")
     args = ap.parse_args(argv)
     args.configs = [c for c in args.configs.split(",") if c]
     args.baseline_iters = args.baseline_iters or args.iters
@@ -302,6 +308,8 @@ def main(argv=None) -> int:
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
     summary = {"args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                "seeds": {int(k): v for k, v in summary.get("seeds", {}).items()}}
+    if args.report:  # only the seeds whose baseline finished
+        args.seeds = [s for s in args.seeds if (args.out / f"seed{s}" / "baseline" / f"model_{args.start - 1:07d}.pth").is_file()]
     for seed in args.seeds:
         entry = summary["seeds"].setdefault(seed, {"ssl": {}})
         entry["baseline"] = run_baseline(args, data, seed, args.out)
@@ -311,6 +319,8 @@ def main(argv=None) -> int:
             print(f"[seed {seed}] starting teacher: {json.dumps(entry['teacher_at_K'])}", flush=True)
             summary_path.write_text(json.dumps(summary, indent=2))
         for name in args.configs:
+            if args.report and not (args.out / f"seed{seed}" / f"ssl_{name}" / "eval_results.json").is_file():
+                continue
             entry["ssl"][name] = run_ssl(args, data, seed, args.out, name, entry["baseline"]["checkpoint"])
             summary_path.write_text(json.dumps(summary, indent=2))
     summary["seeds"] = {s: v for s, v in summary["seeds"].items() if s in args.seeds}
