@@ -19,6 +19,7 @@ after WARMUP iterations we take the median of ITERS timed iterations.
 
   .venv/bin/python benchmarks/speed.py [--iters 10] [--warmup 3] [--json out.json] [--only baseline,ssl_none]
   .venv/bin/python benchmarks/speed.py --profile ssl_10   # torch.profiler table of a few iterations
+  .venv/bin/python benchmarks/speed.py --ab boxgrad --iters 6   # one change, A/B in one process
 
 Timings depend on the machine and on its load: compare the ratios within one run.
 """
@@ -124,9 +125,7 @@ def bench_baseline(cfg, warmup, iters, profile=None):
     return {"value": statistics.median(times), "times": times, "cpu": statistics.median(cpu)}
 
 
-def bench_ssl(cfg, warmup, iters, ten: bool, profile=None):
-    from detectron2.utils.events import EventStorage
-
+def _ssl_trainer(cfg, ten: bool):
     from politeteacher.data.datasets import register_all
     from politeteacher.data.splits import labeled_and_unlabeled
     from politeteacher.engine.baseline import build_centermask
@@ -142,6 +141,13 @@ def bench_ssl(cfg, warmup, iters, ten: bool, profile=None):
     trainer = PoliteTeacherTrainer(cfg, student, teacher, labeled, unlabeled)
     trainer.start_iter = 0
     trainer.start_streams()
+    return trainer
+
+
+def bench_ssl(cfg, warmup, iters, ten: bool, profile=None):
+    from detectron2.utils.events import EventStorage
+
+    trainer = _ssl_trainer(cfg, ten)
     with EventStorage(0) as storage:
         trainer.storage = storage
         times, cpu = _timed_steps(trainer.run_step, warmup, iters, storage, trainer)
@@ -205,6 +211,58 @@ def bench_mappers(cfg, n: int = 30):
             mapper(dicts[i % len(dicts)])
         out[name] = n / (time.perf_counter() - t)
     return out
+
+
+def ab(what: str, warmup: int, pairs: int) -> dict:
+    """A/B in one process, alternating A and B every iteration so that both see the same machine load:
+    boxgrad: ssl_10 steps with (A) / without (B) the backward pass through the student's box branch
+             on the pseudo-labels (B is the default since 0.2.0: those losses are weighted 0);
+    fold:    infer_45 forwards of the model as built (A) / with frozen BN folded into the convs (B)."""
+    import copy
+
+    import torch
+    from detectron2.utils.events import EventStorage
+
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    times = {"A": [], "B": []}
+    with tempfile.TemporaryDirectory(prefix=f"speed_ab_{what}_") as out:
+        if what == "boxgrad":
+            trainer = _ssl_trainer(build_cfg("ssl_10", out), ten=True)
+            with EventStorage(0) as storage:
+                trainer.storage = storage
+                for i in range(2 * (warmup + pairs)):
+                    trainer.iter = storage.iter = i
+                    trainer.pseudo_box_grad = i % 2 == 0  # A on even iterations
+                    t = time.perf_counter()
+                    trainer.run_step()
+                    if i >= 2 * warmup:
+                        times["A" if i % 2 == 0 else "B"].append(time.perf_counter() - t)
+        elif what == "fold":
+            from politeteacher.data.datasets import get_dataset_dicts, register_all
+            from politeteacher.data.mappers import WeakMapper
+            from politeteacher.engine.baseline import build_centermask
+            from politeteacher.modeling import fold_frozen_batchnorm
+
+            cfg = build_cfg("infer_45", out)
+            register_all(cfg)
+            model_a = build_centermask(cfg).eval()
+            model_b = copy.deepcopy(model_a)
+            fold_frozen_batchnorm(model_b)
+            mapper = WeakMapper(cfg, is_train=False)
+            inputs = [mapper(d) for d in get_dataset_dicts(cfg.DATASETS.TRAIN[0])]
+            with torch.no_grad():
+                for i in range(2 * (warmup + pairs)):
+                    model = model_a if i % 2 == 0 else model_b
+                    t = time.perf_counter()
+                    model([inputs[(i // 2) % len(inputs)]])
+                    if i >= 2 * warmup:
+                        times["A" if i % 2 == 0 else "B"].append(time.perf_counter() - t)
+        else:
+            raise SystemExit(f"--ab must be boxgrad or fold, not {what!r}")
+    a, b = statistics.median(times["A"]), statistics.median(times["B"])
+    print(f"{what}: A {a:.3f} s, B {b:.3f} s (median of {pairs} each), B/A = {b / a:.3f}")
+    return {"A": a, "B": b, "ratio": b / a, "times": times}
 
 
 def _profile(fn, path: str, steps: int = 2) -> None:
@@ -274,10 +332,19 @@ def main(argv=None) -> int:
     ap.add_argument("--only", default=",".join(CONFIGS), help=f"comma-separated subset of {CONFIGS}")
     ap.add_argument("--json", type=Path, default=None, help="write all results here")
     ap.add_argument("--profile", default=None, help="profile this configuration (torch.profiler) and exit")
+    ap.add_argument("--ab", default=None, choices=("boxgrad", "fold"),
+                    help="A/B one change in one process instead (see `ab`); --iters pairs after --warmup pairs")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--profile-out", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
+    if args.ab:
+        ensure_data()
+        res = ab(args.ab, args.warmup, args.iters)
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(res, indent=2))
+        return 0
     if args.worker:
         res = worker(args.worker, args.warmup, args.iters, args.profile_out)
         print("RESULT " + json.dumps(res), flush=True)

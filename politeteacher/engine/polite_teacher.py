@@ -100,7 +100,7 @@ class PoliteTeacherTrainer(TrainerBase):
         self.loss_weights = pseudo_loss_weights(cfg)
         # Pseudo boxes weighted 0 for regression and centerness (the default): the student's box
         # branch then needs no backward pass on the unlabelled views (same gradients, less work).
-        self._pseudo_box_grad = any(self.loss_weights[k] for k in ("loss_fcos_loc", "loss_fcos_ctr"))
+        self.pseudo_box_grad = any(self.loss_weights[k] for k in ("loss_fcos_loc", "loss_fcos_ctr"))
         # The batch totals must split over the workers: checked now, not at the first step.
         per_worker_batch(cfg.SOLVER.IMS_PER_BATCH, "SOLVER.IMS_PER_BATCH")
         per_worker_batch(cfg.SOLVER.IMS_PER_BATCH_UNLABELED, "SOLVER.IMS_PER_BATCH_UNLABELED")
@@ -159,7 +159,7 @@ class PoliteTeacherTrainer(TrainerBase):
                 loss_dict = self.student([view for pair in labeled for view in pair])
                 # 4. Student on the strong unlabelled views against the pseudo-labels.
                 strong = [dict(s, instances=as_targets(p)) for (_, s), p in zip(unlabeled, pseudo)]
-                pseudo_losses = self.student(strong, box_grad=self._pseudo_box_grad)
+                pseudo_losses = self.student(strong, box_grad=self.pseudo_box_grad)
                 total, loss_dict = combine_losses(loss_dict, pseudo_losses, self.loss_weights)
 
         if not torch.isfinite(total):
