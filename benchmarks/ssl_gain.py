@@ -237,14 +237,17 @@ def print_table(summary: dict, args) -> None:
     rows = [(f"baseline @{args.start} (start)", {t: mean_sd(v) for t, v in bk.items()}, None),
             (f"baseline @{args.iters}", bm, None)]
     for name in args.configs:
+        ran = [s for s in seeds if name in summary["seeds"][s]["ssl"]]
         for who in ("teacher", "student"):
-            vals = {t: [summary["seeds"][s]["ssl"][name][who][t] for s in seeds if name in summary["seeds"][s]["ssl"]]
-                    for t in ("segm", "bbox")}
-            if not vals["segm"]:
+            vals = {t: [summary["seeds"][s]["ssl"][name][who][t] for s in ran] for t in ("segm", "bbox")}
+            if not any(v is not None and not math.isnan(v) for v in vals["segm"]):
                 continue
             ms = {t: mean_sd(v) for t, v in vals.items()}
-            gain = ms["segm"][0] - bm["segm"][0] if ms["segm"][0] is not None and bm["segm"][0] is not None else None
-            rows.append((f"PT {name} ({who})", ms, gain))
+            # paired: each seed's PT against that seed's baseline @N, over the seeds this config ran
+            diffs = [v - b for v, b in zip(vals["segm"], (base["segm"][seeds.index(s)] for s in ran))
+                     if v is not None and b is not None]
+            gain = mean_sd(diffs)[0]
+            rows.append((f"PT {name} ({who}) s{','.join(map(str, ran))}", ms, gain))
     for label, ms, gain in rows:
         ok = "" if gain is None else ("met" if gain >= 3 else "MISSED")
         print(f"{label:<24}{fmt(ms['segm'][0]):>10}{fmt(ms['segm'][1]):>7}{fmt(ms['bbox'][0]):>10}"
