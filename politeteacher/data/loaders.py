@@ -8,7 +8,6 @@ run with exactly the batches the uninterrupted run drew, whatever DATALOADER.NUM
 """
 from __future__ import annotations
 
-import random
 from typing import Callable, Optional, Sequence
 
 from detectron2.config import CfgNode
@@ -18,7 +17,7 @@ from torch.utils.data import DataLoader
 
 from ..errors import PoliteTeacherError
 from .mappers import TwoViewMapper, WeakMapper
-from .streams import IterationBatches, iteration_loader
+from .streams import IterationBatches, draw_seed, iteration_loader
 
 __all__ = ["build_labeled_loader", "build_unlabeled_loader", "build_test_loader", "per_worker_batch"]
 
@@ -41,7 +40,7 @@ def _build(cfg: CfgNode, dicts: Sequence[dict], mapper: Callable, key: str, seed
         raise PoliteTeacherError(what)
     # A negative SEED (detectron2's "random") gives a random order; training commands draw one
     # SEED for all workers beforehand and record it (engine.baseline.prepare_training_cfg).
-    seed = cfg.SEED + seed_offset if cfg.SEED >= 0 else random.SystemRandom().randrange(2**31)
+    seed = cfg.SEED + seed_offset if cfg.SEED >= 0 else draw_seed()
     stream = IterationBatches(
         dicts, mapper, batch, seed=seed, rank=comm.get_rank(),
         world_size=comm.get_world_size(), group_by_aspect=cfg.DATALOADER.ASPECT_RATIO_GROUPING,

@@ -18,6 +18,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 
+def draw_seed() -> int:
+    """A fresh random seed in [0, 2**31), for SEED < 0 (detectron2's "random")."""
+    return random.SystemRandom().randrange(2**31)
+
+
 @contextlib.contextmanager
 def seeded(*key: int):
     """Run a block with python, numpy and torch CPU random state seeded from `key`, then restore them."""

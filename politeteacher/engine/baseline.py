@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import weakref
 from pathlib import Path
 from typing import Dict, List
@@ -28,7 +27,7 @@ from detectron2.engine.train_loop import TrainerBase
 from detectron2.utils import comm
 
 from ..config import save_config
-from ..data.streams import seeded
+from ..data.streams import draw_seed, seeded
 from ..errors import PoliteTeacherError
 from .checkpoint import (
     AtomicCheckpointer,
@@ -229,8 +228,8 @@ def prepare_training_cfg(cfg, world_size: int = 1, batch_keys=("IMS_PER_BATCH",)
     check_batch_split(cfg, world_size, batch_keys)
     cfg = setup_datasets(cfg)
     if cfg.SEED < 0:  # batch streams and per-iteration randomness derive from one seed for all workers
-        cfg.SEED = int.from_bytes(os.urandom(4), "little") % 2**31
-        logging.getLogger(__name__).info("SEED %d (drawn at random; recorded in config.yaml)", cfg.SEED)
+        cfg.SEED = draw_seed()
+        logger.info("SEED %d (drawn at random; recorded in config.yaml)", cfg.SEED)
     cfg.MODEL.WEIGHTS = resolve_weights(cfg.MODEL.WEIGHTS)
     cfg.freeze()
     return cfg
