@@ -26,6 +26,9 @@ def _worker(out_file):
     torch.set_num_threads(1)
     losses = fcos_losses(*_inputs(rank), num_classes=2)
     torch.save({k: v.detach() for k, v in losses.items()}, f"{out_file}.{rank}")
+    # Leave together: a worker that exits while its peer still tears down gloo aborts it (SIGABRT).
+    comm.synchronize()
+    torch.distributed.destroy_process_group()
 
 
 def test_normalisers_are_averaged_over_workers(tmp_path):
