@@ -467,12 +467,11 @@ class FCOS(nn.Module):
                 boxes_all.append(torch.cat([xy - dist[:, :2], xy + dist[:, 2:]], dim=1))
                 scores_all.append(torch.sqrt(prod))
                 classes_all.append(cls_idx)
+            # No clipping to the image before NMS and top-k (centermask.md §2): the reference
+            # clips only when final outputs are rescaled, and pseudo-labels keep the raw boxes.
             boxes = Boxes(cat(boxes_all))
             scores = cat(scores_all)
             classes = cat(classes_all)
-            boxes.clip(image_size)
-            keep = boxes.nonempty()
-            boxes, scores, classes = boxes[keep], scores[keep], classes[keep]
             keep = batched_nms(boxes.tensor, scores, classes, self.nms_thresh)[:post_topk]
             inst = Instances(image_size)
             inst.pred_boxes = boxes[keep]

@@ -251,8 +251,9 @@ class CenterMaskROIHeads(ROIHeads):
         gt_class_logits = logits[index, gt_classes]
         losses = {"loss_mask": mask_loss(gt_class_logits, gt_crops, valid, self.mask_loss_norm)}
         if self.maskiou_on:
-            # The MaskIoU head scores the mask; it does not train it (mask input detached).
-            probs = gt_class_logits.detach().sigmoid()[:, None]
+            # Not detached (centermask.md §5): loss_maskiou also trains the mask head through
+            # the predicted mask, as the reference does.
+            probs = gt_class_logits.sigmoid()[:, None]
             pred_iou = self.maskiou_head(maskiou_head_input(region_features, probs))
             target = maskiou_targets(gt_class_logits.detach(), gt_crops, cat(ratios))
             losses["loss_maskiou"] = maskiou_loss(

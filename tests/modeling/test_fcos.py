@@ -153,8 +153,25 @@ def test_post_processing_decodes_scores_and_boxes():
     assert len(det) == 1
     assert det.pred_classes.tolist() == [1]
     assert det.scores.item() == pytest.approx(math.sqrt(0.64 * 0.5))
-    # (20 - 8, 12 - 4, 20 + 16, 12 + 8) clipped to the 32 × 16 image.
-    assert det.pred_boxes.tensor.tolist() == [[12.0, 8.0, 32.0, 16.0]]
+    # (20 - 8, 12 - 4, 20 + 16, 12 + 8), not clipped to the 32 × 16 image (centermask.md §2).
+    assert det.pred_boxes.tensor.tolist() == [[12.0, 8.0, 36.0, 20.0]]
+
+
+def test_nms_and_topk_see_the_boxes_unclipped():
+    fcos = _fcos_with_controlled_outputs()
+    # Two class-0 detections on a 16 × 16 image, both at location (4, 4) of P3 and P4's (8, 8):
+    # A = [0, 0, 16, 16] (score √0.64) and B = [0, 0, 48, 16] (score √0.36), which reaches past the
+    # right edge. Unclipped their IoU is 1/3 and NMS at 0.6 keeps both; clipped to the image B
+    # would equal A and be suppressed.
+    logits = [torch.full((1, 2, 1, 1), -10.0), torch.full((1, 2, 1, 1), -10.0)]
+    logits[0][0, 0] = math.log(0.64 / 0.36)
+    logits[1][0, 0] = math.log(0.36 / 0.64)
+    ctr = [torch.full((1, 1, 1, 1), 20.0), torch.full((1, 1, 1, 1), 20.0)]  # sigmoid ≈ 1
+    reg = [torch.tensor([0.5, 0.5, 1.5, 1.5]).view(1, 4, 1, 1), torch.tensor([0.5, 0.5, 2.5, 0.5]).view(1, 4, 1, 1)]
+    locations = [torch.tensor([[4.0, 4.0]]), torch.tensor([[8.0, 8.0]])]
+    (det,) = fcos.predict(locations, logits, reg, ctr, [(16, 16)], "test")
+    assert det.pred_boxes.tensor.tolist() == [[0.0, 0.0, 16.0, 16.0], [0.0, 0.0, 48.0, 16.0]]
+    assert det.scores.tolist() == pytest.approx([0.8, 0.6], abs=1e-5)
 
 
 def test_post_processing_nms_and_topk_per_mode():

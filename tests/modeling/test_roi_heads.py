@@ -153,6 +153,16 @@ def test_no_valid_mask_gives_connected_zero_loss():
     assert heads.mask_head.predictor.weight.grad is not None
 
 
+def test_loss_maskiou_trains_the_mask_head_through_the_predicted_mask():
+    # centermask.md §5: the MaskIoU head's mask input is not detached in training.
+    heads = _heads()
+    losses = _train_losses(heads, _targets())
+    heads.zero_grad()
+    losses["loss_maskiou"].backward()
+    grad = heads.mask_head.predictor.weight.grad
+    assert grad is not None and grad.abs().sum().item() > 0
+
+
 def test_polygon_and_bitmask_gt_give_equal_losses():
     heads = _heads()
     poly = _train_losses(heads, _targets(masks="polygon"))
