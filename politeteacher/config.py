@@ -131,6 +131,18 @@ def add_politeteacher_config(cfg: CN) -> CN:
     # "train": FCOS training post-processing for the teacher (top 100, the reference); "test": top 50.
     _C.SEMISUPERVISED.TEACHER_POSTPROCESS = "train"
     _C.SEMISUPERVISED.EVAL_STUDENT = True
+    # Switches of the reference code, all off in the paper's configs (polite_teacher.md §3):
+    # - leave the unlabelled images that got no pseudo-label out of the student's batch (the
+    #   teacher still sees them), against background-only starvation when the teacher finds little;
+    _C.SEMISUPERVISED.DROP_IMAGES_WITHOUT_PSEUDO_LABELS = False
+    # - rescale each pseudo loss by EMA(its supervised twin) / EMA(itself), the EMAs keeping
+    #   NORM_LOSS_KEEP_RATE of their value per step, then divide the total by (1 + UNSUP_LOSS_WEIGHT);
+    _C.SEMISUPERVISED.NORM_LOSS = False
+    _C.SEMISUPERVISED.NORM_LOSS_KEEP_RATE = 0.9997
+    # - False: the pseudo mask and MaskIoU losses are weighted 0 (pseudo boxes train classes only);
+    _C.SEMISUPERVISED.PSEUDO_MASK_LOSSES = True
+    # - False: the pseudo MaskIoU loss alone is weighted 0.
+    _C.SEMISUPERVISED.PSEUDO_MASKIOU_LOSS = True
     return cfg
 
 

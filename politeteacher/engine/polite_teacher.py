@@ -10,7 +10,7 @@ import logging
 import time
 import weakref
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import torch
 from torch import nn
@@ -49,30 +49,67 @@ class TeacherStudent(nn.Module):
 
 def pseudo_loss_weights(cfg) -> Dict[str, float]:
     """Weights of the losses on pseudo-labels (§3 step 6): boxes of pseudo-labels give no box
-    regression or centerness signal; classification, masks and mask IoU get the unsupervised weight."""
-    w = cfg.SEMISUPERVISED.UNSUP_LOSS_WEIGHT
+    regression or centerness signal; classification, masks and mask IoU get the unsupervised weight.
+    The switches PSEUDO_MASK_LOSSES / PSEUDO_MASKIOU_LOSS set the mask terms to 0."""
+    ssl = cfg.SEMISUPERVISED
+    w = ssl.UNSUP_LOSS_WEIGHT
+    mask_w = w if ssl.PSEUDO_MASK_LOSSES else 0.0
     return {
         "loss_fcos_cls": w,
-        "loss_fcos_loc": cfg.SEMISUPERVISED.PSEUDO_LOC_WEIGHT,
-        "loss_fcos_ctr": cfg.SEMISUPERVISED.PSEUDO_CTR_WEIGHT,
-        "loss_mask": w,
-        "loss_maskiou": w,
+        "loss_fcos_loc": ssl.PSEUDO_LOC_WEIGHT,
+        "loss_fcos_ctr": ssl.PSEUDO_CTR_WEIGHT,
+        "loss_mask": mask_w,
+        "loss_maskiou": mask_w if ssl.PSEUDO_MASKIOU_LOSS else 0.0,
     }
 
 
 def combine_losses(
-    supervised: Dict[str, torch.Tensor], pseudo: Dict[str, torch.Tensor], weights: Dict[str, float]
+    supervised: Dict[str, torch.Tensor],
+    pseudo: Dict[str, torch.Tensor],
+    weights: Dict[str, float],
+    factors: Optional[Dict[str, float]] = None,
+    divisor: float = 1.0,
 ):
-    """Total loss = Σ supervised losses + Σ weight × pseudo loss; returns it with every term named
-    (pseudo terms get a `_pseudo` suffix and are reported unweighted)."""
+    """Total loss = (Σ supervised losses + Σ weight × factor × pseudo loss) / divisor (factors 1
+    and divisor 1 unless the NORM_LOSS switch is on); returns it with every term named (pseudo
+    terms get a `_pseudo` suffix and are reported unweighted)."""
     total = sum(supervised.values())
     named = dict(supervised)
     for name, value in pseudo.items():
-        total = total + weights[name] * value
+        factor = factors[name] if factors else 1.0
+        total = total + weights[name] * factor * value
         named[f"{name}_pseudo"] = value
-    return total, named
+    return total / divisor, named
 
 
+class PseudoLossNorm:
+    """The NORM_LOSS switch: each pseudo loss is scaled by EMA(its supervised twin) / EMA(itself).
+
+    The EMAs follow the detached losses averaged over workers (so every worker scales alike),
+    start at the first values seen and keep `keep_rate` of their value per step; they are part of
+    the trainer's checkpoint, so a resumed run scales as the uninterrupted one."""
+
+    def __init__(self, keep_rate: float):
+        self.keep_rate = keep_rate
+        self.ema: Dict[str, float] = {}
+
+    def factors(self, supervised: Dict[str, torch.Tensor], pseudo: Dict[str, torch.Tensor]) -> Dict[str, float]:
+        values = {k: v.detach().item() for k, v in supervised.items()}
+        values.update({f"{k}_pseudo": v.detach().item() for k, v in pseudo.items()})
+        if comm.get_world_size() > 1:
+            gathered = comm.all_gather(values)
+            values = {k: sum(g[k] for g in gathered) / len(gathered) for k in values}
+        for k, v in values.items():
+            old = self.ema.get(k)
+            self.ema[k] = v if old is None else self.keep_rate * old + (1 - self.keep_rate) * v
+        # A pseudo loss that has been 0 throughout (e.g. no valid pseudo mask yet) has no scale.
+        return {k: self.ema[k] / max(self.ema[f"{k}_pseudo"], 1e-12) for k in pseudo}
+
+    def state_dict(self) -> Dict[str, float]:
+        return dict(self.ema)
+
+    def load_state_dict(self, state: Dict[str, float]) -> None:
+        self.ema = dict(state)
 
 
 class PoliteTeacherTrainer(TrainerBase):
@@ -98,6 +135,8 @@ class PoliteTeacherTrainer(TrainerBase):
         self.amp = cfg.SOLVER.AMP.ENABLED
         self.scaler = torch.cuda.amp.GradScaler(enabled=self.amp)
         self.loss_weights = pseudo_loss_weights(cfg)
+        ssl = cfg.SEMISUPERVISED
+        self.loss_norm = PseudoLossNorm(ssl.NORM_LOSS_KEEP_RATE) if ssl.NORM_LOSS else None
         # Pseudo boxes weighted 0 for regression and centerness (the default): the student's box
         # branch then needs no backward pass on the unlabelled views (same gradients, less work).
         self.pseudo_box_grad = any(self.loss_weights[k] for k in ("loss_fcos_loc", "loss_fcos_ctr"))
@@ -159,8 +198,20 @@ class PoliteTeacherTrainer(TrainerBase):
                 loss_dict = self.student([view for pair in labeled for view in pair])
                 # 4. Student on the strong unlabelled views against the pseudo-labels.
                 strong = [dict(s, instances=as_targets(p)) for (_, s), p in zip(unlabeled, pseudo)]
+                weights = self.loss_weights
+                if cfg.DROP_IMAGES_WITHOUT_PSEUDO_LABELS:
+                    kept = [x for x in strong if len(x["instances"])]
+                    # A worker left with no image still runs the pass, weighted 0, so that all
+                    # workers meet in the same collectives (FCOS's loss normalisers).
+                    strong, weights = (kept, weights) if kept else (strong, dict.fromkeys(weights, 0.0))
                 pseudo_losses = self.student(strong, box_grad=self.pseudo_box_grad)
-                total, loss_dict = combine_losses(loss_dict, pseudo_losses, self.loss_weights)
+                if self.loss_norm is None:
+                    total, loss_dict = combine_losses(loss_dict, pseudo_losses, weights)
+                else:
+                    total, loss_dict = combine_losses(
+                        loss_dict, pseudo_losses, weights,
+                        self.loss_norm.factors(loss_dict, pseudo_losses), 1 + cfg.UNSUP_LOSS_WEIGHT,
+                    )
 
         if not torch.isfinite(total):
             raise FloatingPointError(
@@ -188,6 +239,8 @@ class PoliteTeacherTrainer(TrainerBase):
         out = super().state_dict()
         out["optimizer"] = self.optimizer.state_dict()
         out["grad_scaler"] = self.scaler.state_dict()
+        if self.loss_norm is not None:
+            out["pseudo_loss_norm"] = self.loss_norm.state_dict()
         return out
 
     def load_state_dict(self, state_dict):
@@ -195,6 +248,8 @@ class PoliteTeacherTrainer(TrainerBase):
         self.optimizer.load_state_dict(state_dict["optimizer"])
         if "grad_scaler" in state_dict:
             self.scaler.load_state_dict(state_dict["grad_scaler"])
+        if self.loss_norm is not None and "pseudo_loss_norm" in state_dict:
+            self.loss_norm.load_state_dict(state_dict["pseudo_loss_norm"])
 
     # ------------------------------------------------------------------------------------------
     # around the loop: weights, hooks, evaluation

@@ -11,8 +11,10 @@ from politeteacher.data.datasets import register_all
 from politeteacher.data.splits import labeled_and_unlabeled
 from politeteacher.engine.baseline import build_centermask, prepare_training_cfg
 from politeteacher.engine.launch import setup_worker
+from politeteacher.engine import polite_teacher
 from politeteacher.engine.polite_teacher import (
     PoliteTeacherTrainer,
+    PseudoLossNorm,
     combine_losses,
     pseudo_loss_weights,
     run_train_ssl,
@@ -59,6 +61,40 @@ def test_pseudo_box_regression_and_centerness_give_no_gradient():
         assert torch.equal(params[k].grad, torch.full((3,), 4.0)), k
     assert set(named) == {"loss_fcos_cls", *(f"{k}_pseudo" for k in pseudo)}
     assert total.item() == pytest.approx(3 + 2 * 3 * 3)
+
+
+def test_switches_that_turn_the_pseudo_mask_losses_off():
+    from politeteacher.config import resolve_config
+
+    no_masks = pseudo_loss_weights(resolve_config("polite_teacher_sup10", overrides=[
+        "SEMISUPERVISED.PSEUDO_MASK_LOSSES", "False"]))
+    assert no_masks == {"loss_fcos_cls": 2.0, "loss_fcos_loc": 0.0, "loss_fcos_ctr": 0.0,
+                        "loss_mask": 0.0, "loss_maskiou": 0.0}
+    no_iou = pseudo_loss_weights(resolve_config("polite_teacher_sup10", overrides=[
+        "SEMISUPERVISED.PSEUDO_MASKIOU_LOSS", "False"]))
+    assert no_iou == {"loss_fcos_cls": 2.0, "loss_fcos_loc": 0.0, "loss_fcos_ctr": 0.0,
+                      "loss_mask": 2.0, "loss_maskiou": 0.0}
+
+
+def test_loss_normalisation_scales_each_pseudo_loss_by_its_supervised_twin():
+    norm = PseudoLossNorm(keep_rate=0.5)
+    sup = {"loss_fcos_cls": torch.tensor(1.0), "loss_mask": torch.tensor(0.6)}
+    pseudo = {"loss_fcos_cls": torch.tensor(4.0), "loss_mask": torch.tensor(0.0)}
+    # First step: the EMAs start at the values, so a pseudo loss is scaled to its twin's size; a
+    # pseudo loss that is still 0 stays 0 whatever its factor.
+    f = norm.factors(sup, pseudo)
+    assert f["loss_fcos_cls"] == pytest.approx(0.25)
+    total, named = combine_losses(sup, pseudo, {"loss_fcos_cls": 2.0, "loss_mask": 2.0}, f, divisor=3.0)
+    assert total.item() == pytest.approx((1.0 + 0.6 + 2.0 * 0.25 * 4.0) / 3.0)
+    assert named["loss_fcos_cls_pseudo"].item() == 4.0  # reported unscaled
+    # Second step: EMA = 0.5 · old + 0.5 · new.
+    f = norm.factors({"loss_fcos_cls": torch.tensor(3.0), "loss_mask": torch.tensor(0.2)},
+                     {"loss_fcos_cls": torch.tensor(2.0), "loss_mask": torch.tensor(1.0)})
+    assert f["loss_fcos_cls"] == pytest.approx(2.0 / 3.0)
+    assert f["loss_mask"] == pytest.approx(0.4 / 0.5)
+    restored = PseudoLossNorm(keep_rate=0.5)
+    restored.load_state_dict(norm.state_dict())
+    assert restored.ema == norm.ema
 
 
 def test_teacher_is_an_exact_copy_at_the_first_step_then_an_ema(tiny_cfg, tmp_path):
@@ -123,6 +159,64 @@ def test_every_detection_as_pseudo_label_trains_with_statistics(tiny_cfg, tmp_pa
     assert latest["pseudo/boxes_per_image"][0] > 0 and latest["pseudo/valid_mask_fraction"][0] == 1.0
     assert 0 <= latest["pseudo/box_precision"][0] <= 1 and 0 <= latest["pseudo/mask_recall"][0] <= 1
     assert latest["loss_mask_pseudo"][0] > 0
+
+
+# Every teacher detection becomes a pseudo-label (the untrained teacher scores ~0.01).
+EVERY_DETECTION = ["SEMISUPERVISED.BOX_THRESHOLD", "-1.0", "MODEL.FCOS.INFERENCE_TH_TRAIN", "0.0",
+                   "MODEL.FCOS.POST_NMS_TOPK_TRAIN", "10", "SEMISUPERVISED.MASK_IOU_THRESHOLD", "-10.0"]
+
+
+def _spy_student(trainer):
+    """Record the images (number of instances of each) of every student forward."""
+    seen = []
+    forward = trainer.student.forward
+
+    def spy(batched_inputs, **kwargs):
+        seen.append([len(x["instances"]) for x in batched_inputs])
+        return forward(batched_inputs, **kwargs)
+
+    trainer.student.forward = spy
+    return seen
+
+
+@pytest.mark.parametrize("labelled_images", [1, 0])
+def test_images_without_pseudo_labels_can_be_left_out_of_the_student_batch(
+    tiny_cfg, tmp_path, monkeypatch, labelled_images
+):
+    make = polite_teacher.make_pseudo_labels
+
+    def only_first(*args):  # pseudo-labels on the first `labelled_images` unlabelled images only
+        return [p if i < labelled_images else p[:0] for i, p in enumerate(make(*args))]
+
+    monkeypatch.setattr(polite_teacher, "make_pseudo_labels", only_first)
+    trainer = _trainer(tiny_cfg(tmp_path / "run", "SOLVER.MAX_ITER", "1", *EVERY_DETECTION, *SSL,
+                                "SEMISUPERVISED.DROP_IMAGES_WITHOUT_PSEUDO_LABELS", "True", val=False))
+    seen = _spy_student(trainer)
+    trainer.train(0, 1)
+    latest = {k: v[0] for k, v in trainer.storage.latest().items()}
+    supervised = sum(latest[k] for k in pseudo_loss_weights(trainer.cfg))
+    if labelled_images:
+        # only the image with pseudo-labels reaches the student
+        assert len(seen[1]) == 1 and seen[1][0] > 0
+        assert latest["total_loss"] > supervised + 1e-4
+    else:
+        # nothing left: the pass still runs (workers stay in step) and weighs nothing
+        assert seen[1] == [0, 0]
+        assert latest["total_loss"] == pytest.approx(supervised, rel=1e-6)
+
+
+def test_loss_normalisation_in_training(tiny_cfg, tmp_path):
+    trainer = _trainer(tiny_cfg(tmp_path / "run", "SOLVER.MAX_ITER", "1", *EVERY_DETECTION, *SSL,
+                                "SEMISUPERVISED.NORM_LOSS", "True", val=False))
+    trainer.train(0, 1)
+    latest = {k: v[0] for k, v in trainer.storage.latest().items()}
+    weights = pseudo_loss_weights(trainer.cfg)
+    # At the first step each EMA is its loss: a non-zero pseudo loss is scaled to equal its twin.
+    scaled = sum(w * latest[k] for k, w in weights.items() if latest[f"{k}_pseudo"] != 0)
+    expected = (sum(latest[k] for k in weights) + scaled) / (1 + trainer.cfg.SEMISUPERVISED.UNSUP_LOSS_WEIGHT)
+    assert latest["loss_fcos_cls_pseudo"] > 0
+    assert latest["total_loss"] == pytest.approx(expected, rel=1e-5)
+    assert set(trainer.state_dict()["pseudo_loss_norm"]) == {*weights, *(f"{k}_pseudo" for k in weights)}
 
 
 def _final(run):
