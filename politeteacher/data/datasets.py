@@ -3,7 +3,8 @@
 - COCO built-ins (``coco_2017_train``, ``coco_2017_val``, ...) under ``$DETECTRON2_DATASETS/coco``
   (default ``./datasets/coco``). detectron2 registers them when it is imported, with the variable as
   it was then; :func:`resolve_dataset` re-registers them with the variable as it is now.
-- ``demo_train`` / ``demo_val`` / ``demo_test``: the generated shapes dataset, made on first use.
+- ``demo_train`` / ``demo_val`` / ``demo_test``: the generated shapes dataset, made on first use;
+  ``demo_source_train`` / ``demo_source_val``: the generated set the demo model is pre-trained on.
 - ``custom_train`` / ``custom_val``: ``DATASETS.CUSTOM.*`` COCO-format JSON + image folder.
 - Raw image folders (``DATASETS.UNLABELED_IMAGE_DIRS``): :func:`load_image_folder`.
 
@@ -27,7 +28,7 @@ from PIL import Image
 from ..errors import PoliteTeacherError
 from .jsonio import invalid_json, read_json
 from .synthetic import CATEGORIES as DEMO_CATEGORIES
-from .synthetic import datasets_root, demo_paths, ensure_demo_dataset
+from .synthetic import SOURCE_CATEGORIES, datasets_root, demo_paths, ensure_demo_dataset, ensure_source_dataset, source_paths
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +48,11 @@ __all__ = [
 
 COCO_BUILTINS: Dict[str, Tuple[str, str]] = dict(_PREDEFINED_SPLITS_COCO["coco"])
 COCO_LAYOUT = "$DETECTRON2_DATASETS/coco/{train2017,val2017,annotations}"
-DEMO_NAMES = {"demo_train": "train", "demo_val": "val", "demo_test": "test"}
+# Generated datasets, made on first use: name -> (split, paths, ensure, categories).
+GENERATED = {
+    **{f"demo_{split}": (split, demo_paths, ensure_demo_dataset, DEMO_CATEGORIES) for split in ("train", "val", "test")},
+    **{f"demo_source_{split}": (split, source_paths, ensure_source_dataset, SOURCE_CATEGORIES) for split in ("train", "val")},
+}
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 _EXIF_ORIENTATION = 0x0112
 
@@ -170,13 +175,14 @@ def resolve_dataset(name: str, validate: bool = True) -> None:
         _ensure_registered(name, json_file, image_root, layout, **_get_builtin_metadata("coco"))
         if validate:
             _check_exists(json_file, image_root, layout)
-    elif name in DEMO_NAMES:
-        json_file, image_root = demo_paths()[DEMO_NAMES[name]]
-        ensure_demo_dataset()
+    elif name in GENERATED:
+        split, paths, ensure, categories = GENERATED[name]
+        json_file, image_root = paths()[split]
+        ensure()
         _ensure_registered(
             name, json_file, image_root,
-            "the generated demo dataset; delete its folder to have it made again",
-            **_categories_metadata(DEMO_CATEGORIES),
+            "a generated dataset; delete its folder to have it made again",
+            **_categories_metadata(categories),
         )
     elif name not in DatasetCatalog.list():
         raise PoliteTeacherError(
