@@ -23,6 +23,7 @@ from detectron2.utils import comm
 
 from ..errors import PoliteTeacherError
 from .checkpoint import atomic_write_text
+from .outputs import writable_folder
 
 logger = logging.getLogger(__name__)
 
@@ -169,7 +170,7 @@ def run_evaluate(
     cfg = eval_datasets(cfg)
     cfg.freeze()
     check_launch(cfg, num_gpus, num_machines, machine_rank, dist_url)
-    Path(cfg.OUTPUT_DIR).mkdir(parents=True, exist_ok=True)
+    writable_folder(cfg.OUTPUT_DIR, "--output-dir")
     setup_logging(cfg.OUTPUT_DIR)
     results = launch_workers(evaluate_checkpoint, cfg, num_gpus, num_machines, machine_rank, dist_url,
                              str(weights), which)

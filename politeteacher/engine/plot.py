@@ -11,6 +11,7 @@ from typing import Dict, List, Tuple
 
 from ..errors import PoliteTeacherError
 from .checkpoint import atomic_write
+from .outputs import writable_folder
 
 CURVES_FILE = "curves.png"
 # COCO summary metrics worth a curve: "segm/AP", "teacher/bbox/AP50", "coco_2017_val/segm/AP75", ...
@@ -64,6 +65,8 @@ def plot_run(run_dir: Path | str, out: Path | str | None = None) -> Path:
     losses, aps = curves(read_metrics(metrics))
     if not losses and not aps:
         raise PoliteTeacherError(f"{metrics} holds no losses or AP values yet; plot again once the run has logged")
+    target = Path(out) if out else run_dir / CURVES_FILE
+    writable_folder(target.parent, "--output")
 
     import matplotlib
 
@@ -97,5 +100,4 @@ def plot_run(run_dir: Path | str, out: Path | str | None = None) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
-    target = Path(out) if out else run_dir / CURVES_FILE
     return atomic_write(target, lambda f: f.write(buf.getvalue()))

@@ -79,3 +79,36 @@ def test_predict_with_a_demo_run_makes_no_dataset(demo_run, tmp_path, monkeypatc
     assert header["categories"] == [{"id": c["id"], "name": c["name"]} for c in DEMO_CATEGORIES]
     dt = COCO(str(tmp_path / "pred" / "images.json")).loadRes(str(tmp_path / "pred" / "predictions.json"))
     assert {a["category_id"] for a in dt.anns.values()} <= {1, 2, 3, 4, 5, 6} and len(dt.anns) == 3
+
+
+@pytest.fixture
+def read_only(tmp_path):
+    """A folder nobody may write into: mode 0555, or for root (who ignores modes) the immutable flag."""
+    folder = tmp_path / "read_only"
+    folder.mkdir()
+    if os.geteuid() == 0:
+        if not shutil.which("chattr") or subprocess.run(["chattr", "+i", str(folder)]).returncode:
+            pytest.skip("running as root without chattr +i: no way to make a read-only folder")
+        undo = ["chattr", "-i", str(folder)]
+    else:
+        folder.chmod(0o555)
+        undo = ["chmod", "755", str(folder)]
+    yield folder
+    subprocess.run(undo, check=True)
+
+
+def test_eval_into_an_unwritable_folder_is_one_error_line(demo_run, read_only, tmp_path):
+    root = tmp_path / "val"
+    val_json = generate_dataset(root, 2, seed=1, split="val", image_size=(128, 160), max_objects=2)
+    code, out, err = run_in_process("eval", "--weights", demo_run.weights, "--val-json", val_json,
+                                    "--val-images", root / "val", "--output-dir", read_only)
+    assert_one_line_error(code, out, err, f"cannot write to output folder {read_only}", "--output-dir")
+    assert not any(read_only.iterdir())
+
+
+def test_plot_into_an_unwritable_folder_is_one_error_line(read_only, tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.json").write_text('{"iteration": 0, "total_loss": 1.0}\n')
+    code, out, err = run_in_process("plot", tmp_path / "run", "-o", read_only / "c.png")
+    assert_one_line_error(code, out, err, f"cannot write to output folder {read_only}", "--output")
+    assert not any(read_only.iterdir())
