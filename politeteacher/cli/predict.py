@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from typing_extensions import Annotated
@@ -21,7 +20,9 @@ def predict(
     weights: WeightsOpt = None,
     threshold: Annotated[float, typer.Option("--threshold", help="Keep detections with score >= this.")] = 0.5,
     output: Annotated[
-        Optional[Path], typer.Option("--output", "-o", help="Folder for overlays and predictions.json.")
+        Path,
+        typer.Option("--output", "-o", help="Folder for overlays and results; when it holds earlier results, "
+                     "the next free numbered one (runs/predict2, ...)."),
     ] = Path("runs/predict"),
     model: ModelOpt = "teacher",
     preset: PresetOpt = None,
@@ -34,6 +35,10 @@ def predict(
 
     Without --weights, the newest run's model_best.pth (else model_final.pth) under runs/ is used.
     The config is --preset/--config-file if given, else the config.yaml of the checkpoint's run.
+
+    Nothing is overwritten: a folder holding earlier results gives the next numbered one, a folder
+    holding input images is refused, and an overlay whose name is taken gets a suffix (_2, ...).
+    Results are also appended to predictions.jsonl image by image, so a stopped run keeps them.
     """
     from ..predict import predict as run_predict
 
@@ -53,5 +58,5 @@ def predict(
         f"{len(report.overlays)} image(s), {report.num_detections} detection(s) with score >= {threshold:g} "
         f"from {weights} ({model})"
     )
-    typer.echo(f"overlays: {Path(output).resolve()}")
-    typer.echo(f"results: {report.predictions_json} (images: {report.images_json})")
+    typer.echo(f"results: {report.output_dir} (overlays, {report.predictions_json.name}, "
+               f"{report.images_json.name}, {report.stream.name})")

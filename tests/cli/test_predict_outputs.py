@@ -66,6 +66,98 @@ def predict_args(run, *args):
     return ["predict", *args, "--weights", run.weights, "--threshold", "0"]
 
 
+def test_predict_refuses_an_output_folder_holding_its_inputs(demo_run, tmp_path):
+    photos = make_photos(tmp_path / "photos", ["a.png", "b.png"])
+    before = snapshot(photos)
+    for inputs in ([photos], [photos / "b.png"], [str(photos / "*.png")]):
+        code, out, err = run_in_process(*predict_args(demo_run, *inputs, "-o", photos))
+        assert_one_line_error(code, out, err, str(photos), "holds", "b.png", "--output")
+    assert snapshot(photos) == before
+
+
+def test_overlays_never_overwrite_a_users_file(demo_run, tmp_path):
+    photos = make_photos(tmp_path / "photos", ["a.png", "b.png"])
+    out_dir = make_photos(tmp_path / "out", ["b.png"], seed=1)  # the user's own b.png, not an input
+    (out_dir / "notes.txt").write_text("mine")
+    before = snapshot(out_dir)
+    code, out, err = run_in_process(*predict_args(demo_run, photos, "-o", out_dir))
+    assert code == 0, out + err
+    after = snapshot(out_dir)
+    assert {k: after[k] for k in before} == before
+    assert set(after) - set(before) == {"a.png", "b_2.png", "predictions.json", "images.json", "predictions.jsonl"}
+    images = json.loads((out_dir / "images.json").read_text())["images"]
+    assert [Path(i["file_name"]).name for i in images] == ["a.png", "b.png"]
+
+
+def test_a_second_predict_goes_to_the_next_numbered_folder(demo_run, tmp_path, monkeypatch):
+    photos = make_photos(tmp_path / "photos", ["a.png", "b.png"])
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_in_process(*predict_args(demo_run, photos))
+    assert code == 0, out + err
+    first = tmp_path / "runs" / "predict"
+    assert f"results: {first} (" in out
+    before = snapshot(first)
+    assert set(before) == {"a.png", "b.png", "predictions.json", "images.json", "predictions.jsonl"}
+    code, out, err = run_in_process(*predict_args(demo_run, photos / "a.png"))
+    assert code == 0, out + err
+    assert f"results: {tmp_path / 'runs' / 'predict2'} (" in out
+    assert snapshot(first) == before
+    assert set(snapshot(tmp_path / "runs" / "predict2")) == {"a.png", "predictions.json", "images.json",
+                                                           "predictions.jsonl"}
+    # A folder given with -o is numbered the same way; one without results is used as it is.
+    (tmp_path / "mine").mkdir()
+    for expected in ("mine", "mine2", "mine3"):
+        code, out, err = run_in_process(*predict_args(demo_run, photos / "b.png", "-o", "mine"))
+        assert code == 0, out + err
+        assert f"results: {tmp_path / expected} (" in out
+        assert (tmp_path / expected / "b.png").is_file()
+    images = json.loads((tmp_path / "runs" / "predict" / "images.json").read_text())["images"]
+    assert len(images) == 2  # the first run's results, not replaced
+
+
+KILL_AFTER = """
+import os, signal, sys
+from politeteacher import predict as P
+
+done, call = 0, P.Predictor.__call__
+def call_then_die(self, image):  # SIGKILL (no clean-up possible) as image {n} + 1 starts
+    global done
+    if done == {n}:
+        os.kill(os.getpid(), signal.SIGKILL)
+    done += 1
+    return call(self, image)
+P.Predictor.__call__ = call_then_die
+from politeteacher.cli import main
+sys.argv = ["politeteacher", *sys.argv[1:]]
+main()
+"""
+
+
+def test_a_killed_predict_keeps_the_images_it_finished(demo_run, tmp_path):
+    photos = make_photos(tmp_path / "photos", [f"{i:02d}.png" for i in range(6)])
+    out_dir = tmp_path / "pred"
+    args = [str(a) for a in predict_args(demo_run, photos, "-o", out_dir)]
+    proc = subprocess.run([sys.executable, "-c", KILL_AFTER.replace("{n}", "3"), *args], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == -9, proc.stdout + proc.stderr
+    assert not (out_dir / "predictions.json").exists()
+    lines = (out_dir / "predictions.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert [Path(r["image"]["file_name"]).name for r in records] == ["00.png", "01.png", "02.png"]
+    assert sorted(p.name for p in out_dir.glob("*.png")) == ["00.png", "01.png", "02.png"]
+    assert [r["overlay"] for r in records] == ["00.png", "01.png", "02.png"]
+    # The records are what a complete run writes for those images.
+    code, out, err = run_in_process(*predict_args(demo_run, photos, "-o", tmp_path / "full"))
+    assert code == 0, out + err
+    full = json.loads((tmp_path / "full" / "predictions.json").read_text())
+    images = json.loads((tmp_path / "full" / "images.json").read_text())["images"]
+    for r in records:
+        assert r["image"] == images[r["image"]["id"] - 1]
+        assert r["predictions"] == [p for p in full if p["image_id"] == r["image"]["id"]]
+        assert len(r["predictions"]) == 3
+    assert [json.loads(l) for l in (tmp_path / "full" / "predictions.jsonl").read_text().splitlines()][:3] == records
+
+
 def test_predict_with_a_demo_run_makes_no_dataset(demo_run, tmp_path, monkeypatch):
     from pycocotools.coco import COCO
 
@@ -95,6 +187,14 @@ def read_only(tmp_path):
         undo = ["chmod", "755", str(folder)]
     yield folder
     subprocess.run(undo, check=True)
+
+
+def test_predict_into_an_unwritable_folder_is_one_error_line(demo_run, read_only, tmp_path):
+    photos = make_photos(tmp_path / "photos", ["a.png"])
+    for out_dir in (read_only, read_only / "sub"):
+        code, out, err = run_in_process(*predict_args(demo_run, photos, "-o", out_dir))
+        assert_one_line_error(code, out, err, f"cannot write to output folder {out_dir}", "--output")
+    assert not any(read_only.iterdir())
 
 
 def test_eval_into_an_unwritable_folder_is_one_error_line(demo_run, read_only, tmp_path):
