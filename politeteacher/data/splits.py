@@ -36,6 +36,7 @@ __all__ = [
     "import_ut",
     "labeled_and_unlabeled",
     "make_split",
+    "ut_file_data",
 ]
 
 FORMAT = "politeteacher-split/1"
@@ -56,10 +57,14 @@ class Split:
     num_candidates: int = 0
     source: str = "random"  # "random" (make_split) or "unbiased_teacher:<file>" (import_ut)
 
+    def to_json(self) -> dict:
+        """The content of a split file."""
+        return {"format": FORMAT, **dataclasses.asdict(self)}
+
     def save(self, path: PathLike) -> Path:
         """Write the split as JSON, atomically (a temporary file renamed into place)."""
         path = Path(path)
-        write_json_atomic({"format": FORMAT, **dataclasses.asdict(self)}, path, indent=1)
+        write_json_atomic(self.to_json(), path, indent=1)
         return path
 
     @classmethod
@@ -220,10 +225,10 @@ def import_ut(ut_file: PathLike, dataset: str, percent: float, seed: int) -> Spl
     )
 
 
-def export_ut(split: Split, ut_file: PathLike, dataset: Optional[str] = None) -> Path:
-    """Write ``split`` as the (percent, seed) entry of an Unbiased Teacher file, keeping every other
-    entry of an existing file. An existing entry with the same images is left as it is (so an
-    imported split exports back to the identical file)."""
+def ut_file_data(split: Split, ut_file: PathLike, dataset: Optional[str] = None) -> dict:
+    """The content of the Unbiased Teacher file ``ut_file`` once ``split`` is its (percent, seed)
+    entry: every other entry of an existing file is kept, and an existing entry with the same images
+    is left as it is (so an imported split exports back to the identical file)."""
     path = Path(ut_file)
     data = _read_ut(path) if path.exists() else {}
     name, _, dicts = _load(dataset or split.dataset)
@@ -244,7 +249,14 @@ def export_ut(split: Split, ut_file: PathLike, dataset: Optional[str] = None) ->
         if old is not None:
             logger.warning("Replacing the entry [%s][%s] of %s", pkey, skey, path)
         entry[skey] = indices
-    write_json_atomic(data, path)
+    return data
+
+
+def export_ut(split: Split, ut_file: PathLike, dataset: Optional[str] = None) -> Path:
+    """Write ``split`` as the (percent, seed) entry of an Unbiased Teacher file (see
+    :func:`ut_file_data`), atomically."""
+    path = Path(ut_file)
+    write_json_atomic(ut_file_data(split, path, dataset), path)
     return path
 
 
