@@ -127,6 +127,12 @@ def add_politeteacher_config(cfg: CN) -> CN:
     _C.DATASETS.CUSTOM.TRAIN_IMAGES = ""
     _C.DATASETS.CUSTOM.VAL_JSON = ""
     _C.DATASETS.CUSTOM.VAL_IMAGES = ""
+    # A training run decodes every image it will read before it starts (data.checks); with
+    # SKIP_BAD_IMAGES, the training and unlabelled ones that fail are left out, and the check
+    # writes their paths into SKIPPED_IMAGES (an output: what the run skipped, for its workers and
+    # its config.yaml), instead of stopping the command.
+    _C.DATALOADER.SKIP_BAD_IMAGES = False
+    _C.DATALOADER.SKIPPED_IMAGES = []
     # Class names of the training set, written by data.apply_dataset_classes so that a run's
     # config.yaml names its classes (predict needs them without the dataset at hand).
     _C.DATASETS.CLASS_NAMES = []

@@ -313,7 +313,9 @@ def labeled_and_unlabeled(cfg: CfgNode) -> Tuple[List[dict], List[dict]]:
     SPLIT.SEED; PERCENT 100 without a file labels every annotated image and leaves the dataset's
     unlabelled pool empty. The unlabelled pool is every other image of the dataset (images without
     annotations included) plus the images of DATASETS.UNLABELED_IMAGE_DIRS; their annotations are
-    moved to ``hidden_annotations``. Run :func:`~politeteacher.data.datasets.register_all` first.
+    moved to ``hidden_annotations``. The images of DATALOADER.SKIPPED_IMAGES (the bad ones that the
+    launch-time check let a run skip, see :mod:`.checks`) are left out. Run
+    :func:`~politeteacher.data.datasets.register_all` first.
     """
     names = list(cfg.DATASETS.TRAIN)
     split_cfg = cfg.DATASETS.SPLIT
@@ -339,6 +341,8 @@ def labeled_and_unlabeled(cfg: CfgNode) -> Tuple[List[dict], List[dict]]:
     else:
         split = None
 
+    skipped = set(cfg.DATALOADER.SKIPPED_IMAGES)
+    dicts = [d for d in dicts if d["file_name"] not in skipped]
     if split is None:
         labeled = [d for d in dicts if _has_instance(d)]
         unlabeled = []
@@ -348,9 +352,10 @@ def labeled_and_unlabeled(cfg: CfgNode) -> Tuple[List[dict], List[dict]]:
         unlabeled = [hide_annotations(d) for d in dicts if d["image_id"] not in ids]
     from_dataset = len(unlabeled)
     for folder in cfg.DATASETS.UNLABELED_IMAGE_DIRS:
-        unlabeled += load_image_folder(folder)
+        unlabeled += load_image_folder(folder, skip=skipped)
     logger.info(
-        "Training data: %d labelled images, %d unlabelled (%d from %s, %d from image folders)",
-        len(labeled), len(unlabeled), from_dataset, ", ".join(names), len(unlabeled) - from_dataset,
+        "Training data: %d labelled images, %d unlabelled (%d from %s, %d from image folders)%s",
+        len(labeled), len(unlabeled), from_dataset, ", ".join(names),
+        len(unlabeled) - from_dataset, f"; {len(skipped)} bad images skipped" if skipped else "",
     )
     return labeled, unlabeled
