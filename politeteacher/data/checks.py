@@ -1,5 +1,6 @@
 """What a training run checks once, on the launching process, before any worker starts.
 
+- The split file belongs to the training dataset (:func:`~.splits.split_for`).
 - Every image the run will read (the training dataset, the unlabelled folders, the test sets)
   decodes completely and, for a COCO-format set, has the width and height its JSON gives, after
   the EXIF orientation as detectron2's ``read_image`` applies it. The first bad image otherwise
@@ -20,6 +21,7 @@ from PIL import Image
 
 from ..errors import PoliteTeacherError
 from .datasets import _first_line, dataset_json, get_dataset_dicts, image_files, oriented_size
+from .splits import split_for
 
 logger = logging.getLogger(__name__)
 
@@ -112,11 +114,12 @@ def _check_images(train: Dict[str, List[dict]], folders: Sequence[str], test: Di
 
 
 def check_training_data(cfg: CfgNode) -> CfgNode:
-    """Check the images of a training run (see the module doc), after
+    """Check the split and the images of a training run (see the module doc), after
     :func:`~.datasets.register_all` / :func:`~.datasets.apply_dataset_classes`; return a copy of
     ``cfg`` whose DATALOADER.SKIPPED_IMAGES lists the images to leave out (empty unless
     DATALOADER.SKIP_BAD_IMAGES)."""
     train = {name: get_dataset_dicts(name) for name in cfg.DATASETS.TRAIN}
+    split_for(cfg, [d for dicts in train.values() for d in dicts])  # before the slow image check
     test = {name: get_dataset_dicts(name) for name in cfg.DATASETS.TEST}
     skipped = _check_images(train, cfg.DATASETS.UNLABELED_IMAGE_DIRS, test, cfg.DATALOADER.SKIP_BAD_IMAGES)
     cfg = cfg.clone()
