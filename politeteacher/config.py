@@ -133,6 +133,9 @@ def add_politeteacher_config(cfg: CN) -> CN:
     # its config.yaml), instead of stopping the command.
     _C.DATALOADER.SKIP_BAD_IMAGES = False
     _C.DATALOADER.SKIPPED_IMAGES = []
+    # True: the annotations' masks are not used (box-only data is accepted); on labelled images
+    # the mask and MaskIoU losses are 0.
+    _C.INPUT.BOXES_ONLY = False
     # Class names of the training set, written by data.apply_dataset_classes so that a run's
     # config.yaml names its classes (predict needs them without the dataset at hand).
     _C.DATASETS.CLASS_NAMES = []

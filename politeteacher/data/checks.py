@@ -1,6 +1,7 @@
 """What a training run checks once, on the launching process, before any worker starts.
 
 - The split file belongs to the training dataset (:func:`~.splits.split_for`).
+- Every annotation has a mask, unless INPUT.BOXES_ONLY says to train without the mask losses.
 - Every image the run will read (the training dataset, the unlabelled folders, the test sets)
   decodes completely and, for a COCO-format set, has the width and height its JSON gives, after
   the EXIF orientation as detectron2's ``read_image`` applies it. The first bad image otherwise
@@ -28,6 +29,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["check_evaluation_data", "check_training_data", "find_bad_images", "read_size"]
 
 SKIP_FLAG = "--skip-bad-images (DATALOADER.SKIP_BAD_IMAGES True)"
+BOXES_ONLY_FLAG = "--boxes-only (INPUT.BOXES_ONLY True)"
 
 # (path, expected (width, height) or None, where the image comes from)
 Entry = Tuple[str, Optional[Tuple[int, int]], str]
@@ -113,14 +115,37 @@ def _check_images(train: Dict[str, List[dict]], folders: Sequence[str], test: Di
     return list(dict.fromkeys(path for path, _, _ in bad_train))
 
 
+def _check_masks(name: str, dicts: Sequence[dict], validation: bool) -> None:
+    """Refuse instance annotations without a mask (``segmentation``): training would give them a
+    zero mask loss without a word, and evaluating masks against them fails."""
+    instances = [(d, a) for d in dicts for a in d.get("annotations", ()) if not a.get("iscrowd", 0)]
+    box_only = [(d, a) for d, a in instances if "segmentation" not in a]
+    if not box_only:
+        return
+    json_file = dataset_json(name)
+    what = (f"{len(box_only)} of the {len(instances)} annotations of dataset {name}"
+            + (f" ({json_file})" if json_file else "")
+            + f" have no 'segmentation' (e.g. in {box_only[0][0]['file_name']})")
+    if validation:
+        raise PoliteTeacherError(f"{what}: mask AP is computed against them; add their masks, or "
+                                 "leave this validation set out")
+    raise PoliteTeacherError(f"{what}: CenterMask learns its masks from them; add their masks "
+                             f"(polygons or RLE), or pass {BOXES_ONLY_FLAG} to train without the mask losses")
+
+
 def check_training_data(cfg: CfgNode) -> CfgNode:
-    """Check the split and the images of a training run (see the module doc), after
+    """Check the split, the masks and the images of a training run (see the module doc), after
     :func:`~.datasets.register_all` / :func:`~.datasets.apply_dataset_classes`; return a copy of
     ``cfg`` whose DATALOADER.SKIPPED_IMAGES lists the images to leave out (empty unless
     DATALOADER.SKIP_BAD_IMAGES)."""
     train = {name: get_dataset_dicts(name) for name in cfg.DATASETS.TRAIN}
     split_for(cfg, [d for dicts in train.values() for d in dicts])  # before the slow image check
     test = {name: get_dataset_dicts(name) for name in cfg.DATASETS.TEST}
+    if not cfg.INPUT.BOXES_ONLY:
+        for name, dicts in train.items():
+            _check_masks(name, dicts, validation=False)
+    for name, dicts in test.items():
+        _check_masks(name, dicts, validation=True)
     skipped = _check_images(train, cfg.DATASETS.UNLABELED_IMAGE_DIRS, test, cfg.DATALOADER.SKIP_BAD_IMAGES)
     cfg = cfg.clone()
     cfg.defrost()
@@ -130,7 +155,9 @@ def check_training_data(cfg: CfgNode) -> CfgNode:
 
 def check_evaluation_data(cfg: CfgNode) -> CfgNode:
     """The checks of :func:`check_training_data` for DATASETS.TEST only (what `eval` reads):
-    every image decodes and has its JSON's size. Returns ``cfg``."""
+    every annotation has a mask, every image decodes and has its JSON's size. Returns ``cfg``."""
     test = {name: get_dataset_dicts(name) for name in cfg.DATASETS.TEST}
+    for name, dicts in test.items():
+        _check_masks(name, dicts, validation=True)
     _check_images({}, (), test, skip=False)
     return cfg

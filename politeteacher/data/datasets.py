@@ -286,9 +286,9 @@ def apply_dataset_classes(cfg: CfgNode) -> CfgNode:
 
 
 def setup_datasets(cfg: CfgNode) -> CfgNode:
-    """register_all + apply_dataset_classes + :func:`~.checks.check_training_data` (the split and
-    every image the run will read): what a training command runs, once, on the launching process,
-    before building a model."""
+    """register_all + apply_dataset_classes + :func:`~.checks.check_training_data` (the split, the
+    annotations' masks and every image the run will read): what a training command runs, once, on
+    the launching process, before building a model."""
     from .checks import check_training_data  # it needs .splits, which imports this module
 
     return check_training_data(apply_dataset_classes(register_all(cfg)))

@@ -115,3 +115,48 @@ def test_bad_validation_images_are_not_skipped(cfg, tmp_path):
     assert lines[2].startswith(f"    {truncated}: cannot be decoded")
 
 
+
+def _drop_masks(json_path: Path) -> str:
+    """Remove the mask of every other annotation (so some images mix both kinds); "<removed> of
+    the <all>"."""
+    data = json.loads(json_path.read_text())
+    for a in data["annotations"][::2]:
+        del a["segmentation"]
+    json_path.write_text(json.dumps(data))
+    return f"{len(data['annotations'][::2])} of the {len(data['annotations'])}"
+
+
+def test_annotations_without_masks_are_refused_unless_boxes_only(tmp_path):
+    from politeteacher.config import resolve_config
+    from politeteacher.engine.baseline import build_centermask
+    from tiny_model import TINY_MODEL
+
+    train = generate_dataset(tmp_path, 4, seed=7, image_size=(64, 80), min_objects=2, max_objects=3)
+    val = generate_dataset(tmp_path, 2, seed=8, split="val", image_size=(64, 80), min_objects=2, max_objects=3)
+    dropped = _drop_masks(train)
+    cfg = resolve_config("demo", overrides=[
+        *TINY_MODEL, "MODEL.DEVICE", "cpu", "DATALOADER.NUM_WORKERS", "0", "DATASETS.SPLIT.PERCENT", "50",
+        "DATASETS.CUSTOM.TRAIN_JSON", str(train), "DATASETS.CUSTOM.TRAIN_IMAGES", str(tmp_path / "train"),
+        "DATASETS.CUSTOM.VAL_JSON", str(val), "DATASETS.CUSTOM.VAL_IMAGES", str(tmp_path / "val"),
+    ])
+    with pytest.raises(PoliteTeacherError) as e:
+        setup_datasets(cfg)
+    assert str(e.value).startswith(f"{dropped} annotations of dataset custom_train ({train}) have no 'segmentation'")
+    assert "--boxes-only (INPUT.BOXES_ONLY True) to train without the mask losses" in str(e.value)
+
+    cfg.INPUT.BOXES_ONLY = True
+    checked = setup_datasets(cfg)
+    labeled, unlabeled = labeled_and_unlabeled(checked)
+    batch = [WeakMapper(checked, is_train=True)(d) for d in labeled]
+    assert all(len(b["instances"]) and not b["instances"].has("gt_masks") for b in batch)
+    weak, _ = TwoViewMapper(checked, is_train=True, labeled=False)(unlabeled[0])
+    assert "hidden_instances" not in weak  # pseudo-label statistics would need their masks
+    model = build_centermask(checked)
+    model.train()
+    losses = model(batch)
+    assert losses["loss_mask"].item() == 0 and losses["loss_maskiou"].item() == 0
+    assert losses["loss_fcos_cls"].item() > 0
+
+    _drop_masks(val)  # evaluating masks needs them whatever the training does
+    with pytest.raises(PoliteTeacherError, match=rf"of dataset custom_val \({val}\) have no 'segmentation'.*mask AP"):
+        setup_datasets(cfg)
