@@ -48,6 +48,18 @@ def test_bad_images_stop_training_before_the_run_folder_is_made(data, tmp_path):
     assert not run.exists()
 
 
+def test_weights_pkl_that_is_no_model_zoo_pickle(data, tmp_path):
+    json_path, images = data
+    pkl = tmp_path / "x.pkl"
+    pkl.write_bytes(b"\x00" * 100)
+    run = tmp_path / "run"
+    result = run_cli("train-baseline", *TINY, "--train-json", json_path, "--train-images", images,
+                     "--weights", pkl, "--output-dir", run)
+    assert_one_line_error(result, f"weights file {pkl} is not a detectron2 / Caffe2 model-zoo pickle")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not run.exists()
+
+
 def test_eval_checks_the_validation_images_first(data, tmp_path):
     json_path, images = data
     bad = tmp_path / "images"
