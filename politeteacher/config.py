@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, List, Mapping, Optional, Sequence
 
 import torch
 import yaml
@@ -21,6 +21,41 @@ from .presets import preset_path
 
 class ConfigError(PoliteTeacherError):
     """A config that cannot be resolved; the message says what to change."""
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _ints_as_floats(new: Mapping, current: Any) -> None:
+    """Turn, in place, the integers of ``new`` whose key holds a float in ``current`` into floats."""
+    for key, value in new.items():
+        old = current.get(key) if isinstance(current, Mapping) else None
+        if isinstance(value, Mapping):
+            _ints_as_floats(value, old)
+        elif _is_int(value) and isinstance(old, float):
+            new[key] = float(value)
+
+
+class ConfigNode(CN):
+    """detectron2's CfgNode that takes an integer for a key whose value is a float
+    (``DATASETS.SPLIT.PERCENT 100``, ``PERCENT: 100`` in a YAML file), which yacs refuses as a type
+    mismatch; everything else is checked as before."""
+
+    def merge_from_other_cfg(self, cfg_other):
+        _ints_as_floats(cfg_other, self)  # merge_from_file comes here too
+        return super().merge_from_other_cfg(cfg_other)
+
+    def merge_from_list(self, cfg_list: List):
+        cfg_list = list(cfg_list)
+        for i in range(1, len(cfg_list), 2):
+            node: Any = self
+            for part in str(cfg_list[i - 1]).split("."):
+                node = node.get(part) if isinstance(node, Mapping) else None
+            value = self._decode_cfg_value(cfg_list[i])
+            if isinstance(node, float) and _is_int(value):
+                cfg_list[i] = float(value)
+        return super().merge_from_list(cfg_list)
 
 
 def add_politeteacher_config(cfg: CN) -> CN:
@@ -92,6 +127,15 @@ def add_politeteacher_config(cfg: CN) -> CN:
     _C.DATASETS.CUSTOM.TRAIN_IMAGES = ""
     _C.DATASETS.CUSTOM.VAL_JSON = ""
     _C.DATASETS.CUSTOM.VAL_IMAGES = ""
+    # A training run decodes every image it will read before it starts (data.checks); with
+    # SKIP_BAD_IMAGES, the training and unlabelled ones that fail are left out, and the check
+    # writes their paths into SKIPPED_IMAGES (an output: what the run skipped, for its workers and
+    # its config.yaml), instead of stopping the command.
+    _C.DATALOADER.SKIP_BAD_IMAGES = False
+    _C.DATALOADER.SKIPPED_IMAGES = []
+    # True: the annotations' masks are not used (box-only data is accepted); on labelled images
+    # the mask and MaskIoU losses are 0.
+    _C.INPUT.BOXES_ONLY = False
     # Class names of the training set, written by data.apply_dataset_classes so that a run's
     # config.yaml names its classes (predict needs them without the dataset at hand).
     _C.DATASETS.CLASS_NAMES = []
@@ -146,9 +190,9 @@ def add_politeteacher_config(cfg: CN) -> CN:
     return cfg
 
 
-def get_politeteacher_cfg() -> CN:
+def get_politeteacher_cfg() -> ConfigNode:
     """detectron2's defaults plus every politeteacher key."""
-    return add_politeteacher_config(get_cfg())
+    return ConfigNode(add_politeteacher_config(get_cfg()))
 
 
 def _resolve_base(path: Path) -> Path:

@@ -21,7 +21,7 @@ def _dataset_argument(dataset: Optional[str], train_json: Optional[Path], train_
     return dataset or "coco_2017_train"
 
 
-def _write(split, output: Path, force: bool) -> None:
+def _check_output(split, output: Path, force: bool) -> None:
     from ..data.splits import Split
 
     if output.exists() and not force:
@@ -33,8 +33,6 @@ def _write(split, output: Path, force: bool) -> None:
             raise PoliteTeacherError(
                 f"{output} already exists with another split; pass another --output, or --force to replace it"
             )
-    output.parent.mkdir(parents=True, exist_ok=True)
-    split.save(output)
 
 
 @app.command()
@@ -56,7 +54,8 @@ def split(
     force: bool = typer.Option(False, "--force", help="Replace an existing, different split file."),
 ) -> None:
     """Pick the labelled images of a dataset (percent, seed) and write a split file."""
-    from ..data.splits import export_ut, import_ut, make_split
+    from ..data.jsonio import write_jsons_atomic
+    from ..data.splits import import_ut, make_split, ut_file_data
 
     source = _dataset_argument(dataset, train_json, train_images)
     if from_ut is not None and not from_ut.is_file():
@@ -64,12 +63,15 @@ def split(
     chosen = import_ut(from_ut, source, percent, seed) if from_ut else make_split(source, percent, seed)
     stem = Path(chosen.dataset).stem if train_json else chosen.dataset
     output = output or Path("splits") / f"{stem}_{chosen.percent:g}pct_seed{chosen.seed}.json"
-    _write(chosen, output, force)
+    _check_output(chosen, output, force)
+    files = [(chosen.to_json(), output, {"indent": 1})]
+    if to_ut is not None:
+        files.append((ut_file_data(chosen, to_ut, source), to_ut, {}))
+    write_jsons_atomic(files)  # both files or neither
     typer.echo(
         f"{chosen.num_labeled} labelled of {chosen.num_candidates} annotated images "
         f"({chosen.percent:g} %, seed {chosen.seed}, {chosen.source}) -> {output}"
     )
     if to_ut is not None:
-        export_ut(chosen, to_ut, source)
         typer.echo(f"Unbiased Teacher entry [{chosen.percent:g}][{chosen.seed}] written to {to_ut}")
     typer.echo(f"Train with: --split {output}")

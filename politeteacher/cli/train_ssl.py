@@ -25,6 +25,7 @@ from .common import (
     WeightsOpt,
 )
 from .training_options import AmpOpt, ForceOpt, ResumeOpt, launch_kwargs, training_cfg
+from .training_options import BoxesOnlyOpt, SkipBadImagesOpt
 
 DEFAULT_PRESET = "polite_teacher_sup10"
 
@@ -48,6 +49,8 @@ def train_ssl(
     force: ForceOpt = False,
     device: DeviceOpt = None,
     amp: AmpOpt = False,
+    skip_bad_images: SkipBadImagesOpt = False,
+    boxes_only: BoxesOnlyOpt = False,
     num_gpus: NumGpusOpt = 1,
     num_machines: NumMachinesOpt = 1,
     machine_rank: MachineRankOpt = 0,
@@ -65,6 +68,7 @@ def train_ssl(
     cfg = training_cfg(
         "ssl", DEFAULT_PRESET, ctx.args, preset=preset, config_file=config_file,
         output_dir=output_dir, weights=weights, device=device, amp=amp, resume=resume,
+        skip_bad_images=skip_bad_images, boxes_only=boxes_only,
         train_json=train_json, train_images=train_images, val_json=val_json, val_images=val_images,
         unlabeled_images=unlabeled_images, split=split, percent=percent, seed=seed,
     )

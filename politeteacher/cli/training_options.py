@@ -24,6 +24,16 @@ ForceOpt = Annotated[
     typer.Option("--force", help="Start over in a non-empty output folder (deletes its checkpoints and metrics)."),
 ]
 AmpOpt = Annotated[bool, typer.Option("--amp", help="Mixed precision (GPU only; SOLVER.AMP.ENABLED).")]
+SkipBadImagesOpt = Annotated[
+    bool,
+    typer.Option("--skip-bad-images", help="Leave out training images that cannot be read or whose size differs "
+                 "from their JSON entry, with a warning each (DATALOADER.SKIP_BAD_IMAGES); default: stop."),
+]
+BoxesOnlyOpt = Annotated[
+    bool,
+    typer.Option("--boxes-only", help="Accept annotations without masks: train without the mask losses on "
+                 "labelled images (INPUT.BOXES_ONLY)."),
+]
 ModelOpt = Annotated[
     str, typer.Option("--model", help="Which model of a two-model (Polite Teacher) checkpoint: teacher or student.")
 ]
@@ -51,6 +61,8 @@ def training_cfg(
     weights: Optional[str] = None,
     device: Optional[str] = None,
     amp: bool = False,
+    skip_bad_images: bool = False,
+    boxes_only: bool = False,
     resume: bool = False,
     train_json: Optional[Path] = None,
     train_images: Optional[Path] = None,
@@ -80,6 +92,10 @@ def training_cfg(
     flags += run_overrides(output_dir, device, weights)
     if amp:
         flags += ["SOLVER.AMP.ENABLED", "True"]
+    if skip_bad_images:
+        flags += ["DATALOADER.SKIP_BAD_IMAGES", "True"]
+    if boxes_only:
+        flags += ["INPUT.BOXES_ONLY", "True"]
     cfg = build_cfg(preset, config_file, overrides, flags, default_preset=default_preset)
     name = preset or (Path(config_file).stem if config_file else default_preset)
     cfg.OUTPUT_DIR = str(default_run_dir(cfg.OUTPUT_DIR, kind, name))

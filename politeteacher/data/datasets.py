@@ -16,7 +16,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Collection, Dict, List, Optional, Sequence, Tuple, Union
 
 from detectron2.config import CfgNode
 from detectron2.data import DatasetCatalog, MetadataCatalog
@@ -39,7 +39,9 @@ __all__ = [
     "dataset_presence",
     "datasets_root",
     "get_dataset_dicts",
+    "image_files",
     "load_image_folder",
+    "oriented_size",
     "register_all",
     "register_coco_json",
     "register_datasets",
@@ -284,15 +286,28 @@ def apply_dataset_classes(cfg: CfgNode) -> CfgNode:
 
 
 def setup_datasets(cfg: CfgNode) -> CfgNode:
-    """register_all + apply_dataset_classes: what a training command runs before building a model."""
-    return apply_dataset_classes(register_all(cfg))
+    """register_all + apply_dataset_classes + :func:`~.checks.check_training_data` (the split, the
+    annotations' masks and every image the run will read): what a training command runs, once, on
+    the launching process, before building a model."""
+    from .checks import check_training_data  # it needs .splits, which imports this module
+
+    return check_training_data(apply_dataset_classes(register_all(cfg)))
 
 
-def load_image_folder(folder: Union[str, os.PathLike]) -> List[dict]:
-    """Dataset dicts (file_name, height, width, image_id) for every image under ``folder``
-    (recursively, sorted, hidden files skipped). The image id is the string
-    ``"unlabeled:<absolute path>"``, which cannot clash with a COCO-format set's integer ids.
-    Sizes follow the EXIF orientation, as detectron2's ``read_image`` does."""
+def oriented_size(image: Image.Image) -> Tuple[int, int]:
+    """(width, height) of an opened image once its EXIF orientation is applied, as detectron2's
+    ``read_image`` applies it (which treats an unreadable EXIF block as no orientation)."""
+    width, height = image.size
+    try:
+        orientation = image.getexif().get(_EXIF_ORIENTATION)
+    except Exception:  # as detectron2: a broken EXIF block must not stop the image from loading
+        orientation = None
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)  # 90-degree turns
+
+
+def image_files(folder: Union[str, os.PathLike]) -> List[Path]:
+    """The images under ``folder`` (recursively, by extension, hidden files skipped), sorted and
+    resolved; a one-line PoliteTeacherError when the folder is missing or holds none."""
     folder = Path(folder)
     if not folder.is_dir():
         raise PoliteTeacherError(f"{folder} not found: expected a folder of images ({', '.join(IMAGE_EXTENSIONS)})")
@@ -304,17 +319,23 @@ def load_image_folder(folder: Union[str, os.PathLike]) -> List[dict]:
     )
     if not files:
         raise PoliteTeacherError(f"no images in {folder}: expected files ending in {', '.join(IMAGE_EXTENSIONS)}")
+    return [p.resolve() for p in files]
+
+
+def load_image_folder(folder: Union[str, os.PathLike], skip: Collection[str] = ()) -> List[dict]:
+    """Dataset dicts (file_name, height, width, image_id) for every image under ``folder``
+    (see :func:`image_files`) whose path is not in ``skip``. The image id is the string
+    ``"unlabeled:<absolute path>"``, which cannot clash with a COCO-format set's integer ids.
+    Sizes follow the EXIF orientation, as detectron2's ``read_image`` does."""
     dicts = []
-    for path in files:
+    for path in image_files(folder):
+        if str(path) in skip:
+            continue
         try:
             with Image.open(path) as im:
-                width, height = im.size
-                orientation = im.getexif().get(_EXIF_ORIENTATION, 1)
+                width, height = oriented_size(im)
         except (OSError, SyntaxError, ValueError) as e:
             raise PoliteTeacherError(f"{path} is not a readable image ({_first_line(e)}): remove or replace it") from e
-        if orientation in (5, 6, 7, 8):  # rotated by 90 degrees once applied
-            width, height = height, width
-        path = path.resolve()
         dicts.append({"file_name": str(path), "height": height, "width": width,
                       "image_id": f"unlabeled:{path}"})
     return dicts

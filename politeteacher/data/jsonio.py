@@ -3,24 +3,67 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
+from typing import Any, List, Mapping, Sequence, Tuple
 
 from ..errors import PoliteTeacherError
 
 
-def write_json_atomic(obj, path: Path, **dump_kw) -> None:
-    """Write ``obj`` as JSON to a temporary file beside ``path``, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+def _write_temporary(obj, path: Path, dump_kw: Mapping[str, Any]) -> Path:
+    """Write ``obj`` to a new temporary file beside ``path`` and return its name."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    # os.open with 0o666 lets the umask decide the mode, as for any file the user creates
+    # (tempfile.mkstemp would make it 0600, and the rename would keep that).
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "w") as f:
             json.dump(obj, f, **dump_kw)
-        os.replace(tmp, path)
+            f.flush()
+            os.fsync(f.fileno())
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+    return tmp
+
+
+def write_jsons_atomic(files: Sequence[Tuple[Any, Path, Mapping[str, Any]]]) -> None:
+    """Write several JSON files, all or none: each ``(obj, path, json.dump keywords)`` goes to a
+    temporary file beside its target, and the targets are replaced (renamed over) only once every
+    one is written. A place that cannot be written is a one-line PoliteTeacherError, and then no
+    target has changed and no folder was left behind."""
+    done: List[Tuple[Path, Path]] = []
+    created: List[Path] = []
+    try:
+        for obj, path, dump_kw in files:
+            path = Path(path)
+            current = Path(os.path.abspath(path.parent))
+            try:
+                missing = [p for p in (current, *current.parents) if not p.exists()]
+                for folder in reversed(missing):
+                    folder.mkdir()
+                    created.append(folder)
+                done.append((_write_temporary(obj, path, dump_kw), path))
+            except OSError as e:
+                raise PoliteTeacherError(
+                    f"cannot write {path} ({e.strerror or e}): choose a writable folder"
+                ) from e
+        for tmp, path in done:
+            os.replace(tmp, path)
+    except BaseException:
+        for tmp, _ in done:
+            tmp.unlink(missing_ok=True)
+        for folder in reversed(created):
+            try:
+                folder.rmdir()
+            except OSError:
+                pass  # something else was put there meanwhile: not ours to remove
+        raise
+
+
+def write_json_atomic(obj, path: Path, **dump_kw) -> None:
+    """Write ``obj`` as JSON to a temporary file beside ``path``, then rename it into place."""
+    write_jsons_atomic([(obj, path, dump_kw)])
 
 
 def invalid_json(path, e: json.JSONDecodeError, expected: str) -> PoliteTeacherError:

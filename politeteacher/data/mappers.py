@@ -27,7 +27,8 @@ class WeakMapper(DatasetMapper):
     """detectron2's DatasetMapper with the weak augmentation only: ResizeShortestEdge
     (INPUT.MIN_SIZE_TRAIN / MAX_SIZE_TRAIN / MIN_SIZE_TRAIN_SAMPLING) + random horizontal flip in
     training, ResizeShortestEdge(MIN_SIZE_TEST, MAX_SIZE_TEST) otherwise; no cropping. Masks follow
-    INPUT.MASK_FORMAT ("polygon" or "bitmask"). A dict's ``hidden_annotations`` become
+    INPUT.MASK_FORMAT ("polygon" or "bitmask"); with INPUT.BOXES_ONLY they are dropped (the model
+    then gives no mask loss on these images). A dict's ``hidden_annotations`` become
     ``hidden_instances`` (same geometry), never ``instances``."""
 
     @classmethod
@@ -35,6 +36,7 @@ class WeakMapper(DatasetMapper):
         ret = super().from_config(cfg, is_train)
         ret["augmentations"] = utils.build_augmentation(cfg, is_train)  # resize (+ flip): no crop
         ret["recompute_boxes"] = False
+        ret["use_instance_mask"] = cfg.MODEL.MASK_ON and not cfg.INPUT.BOXES_ONLY
         return ret
 
     def _instances(self, annotations: List[dict], transforms, image_shape) -> Instances:
@@ -66,7 +68,8 @@ class WeakMapper(DatasetMapper):
         if self.is_train:
             if annotations is not None:
                 d["instances"] = self._instances(annotations, transforms, image.shape[:2])
-            if hidden is not None:
+            # Pseudo-label statistics compare masks too: hidden ground truth without them is left out.
+            if hidden is not None and self.use_instance_mask:
                 d["hidden_instances"] = self._instances(hidden, transforms, image.shape[:2])
         return d, image, transforms
 

@@ -12,7 +12,6 @@ import dataclasses
 import hashlib
 import logging
 import os
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union
@@ -36,6 +35,8 @@ __all__ = [
     "import_ut",
     "labeled_and_unlabeled",
     "make_split",
+    "split_for",
+    "ut_file_data",
 ]
 
 FORMAT = "politeteacher-split/1"
@@ -56,10 +57,14 @@ class Split:
     num_candidates: int = 0
     source: str = "random"  # "random" (make_split) or "unbiased_teacher:<file>" (import_ut)
 
+    def to_json(self) -> dict:
+        """The content of a split file."""
+        return {"format": FORMAT, **dataclasses.asdict(self)}
+
     def save(self, path: PathLike) -> Path:
         """Write the split as JSON, atomically (a temporary file renamed into place)."""
         path = Path(path)
-        write_json_atomic({"format": FORMAT, **dataclasses.asdict(self)}, path, indent=1)
+        write_json_atomic(self.to_json(), path, indent=1)
         return path
 
     @classmethod
@@ -220,10 +225,10 @@ def import_ut(ut_file: PathLike, dataset: str, percent: float, seed: int) -> Spl
     )
 
 
-def export_ut(split: Split, ut_file: PathLike, dataset: Optional[str] = None) -> Path:
-    """Write ``split`` as the (percent, seed) entry of an Unbiased Teacher file, keeping every other
-    entry of an existing file. An existing entry with the same images is left as it is (so an
-    imported split exports back to the identical file)."""
+def ut_file_data(split: Split, ut_file: PathLike, dataset: Optional[str] = None) -> dict:
+    """The content of the Unbiased Teacher file ``ut_file`` once ``split`` is its (percent, seed)
+    entry: every other entry of an existing file is kept, and an existing entry with the same images
+    is left as it is (so an imported split exports back to the identical file)."""
     path = Path(ut_file)
     data = _read_ut(path) if path.exists() else {}
     name, _, dicts = _load(dataset or split.dataset)
@@ -244,7 +249,14 @@ def export_ut(split: Split, ut_file: PathLike, dataset: Optional[str] = None) ->
         if old is not None:
             logger.warning("Replacing the entry [%s][%s] of %s", pkey, skey, path)
         entry[skey] = indices
-    write_json_atomic(data, path)
+    return data
+
+
+def export_ut(split: Split, ut_file: PathLike, dataset: Optional[str] = None) -> Path:
+    """Write ``split`` as the (percent, seed) entry of an Unbiased Teacher file (see
+    :func:`ut_file_data`), atomically."""
+    path = Path(ut_file)
+    write_json_atomic(ut_file_data(split, path, dataset), path)
     return path
 
 
@@ -259,25 +271,28 @@ def _check_ids(split: Split, dicts: Sequence[dict], name: str) -> None:
         )
 
 
-def _check_hash(split: Split, json_file: str) -> None:
+def _check_dataset(split: Split, name: str, json_file: str, split_file: Optional[PathLike] = None) -> None:
+    """Refuse a split whose recorded annotation file differs (by sha256) from the dataset's: its image
+    ids may all exist there and still mean other images, or another labelled share."""
     if not split.sha256 or not json_file:
-        return
+        return  # a dataset without an annotation file: only its image ids can be compared
     digest = file_sha256(json_file)
     if digest and digest != split.sha256:
-        msg = (
-            f"{json_file} changed since the split was made (sha256 {digest[:12]} != "
-            f"{split.sha256[:12]}); its image ids all still exist, so the split is used as it is"
+        what = f"split file {split_file}" if split_file else "the split"
+        raise PoliteTeacherError(
+            f"{what} was made for dataset {split.dataset} (annotation file {split.annotation_file}, "
+            f"sha256 {split.sha256[:12]}), but dataset {name} has annotation file {json_file} "
+            f"(sha256 {digest[:12]}): another dataset, or the file changed since; make a new split "
+            f"for {name} with `politeteacher split` (e.g. --percent {split.percent:g} --seed {split.seed})"
         )
-        logger.warning(msg)
-        warnings.warn(msg, stacklevel=3)
 
 
 def check_split(split: Split, dataset: str) -> None:
-    """Error when the split names images that ``dataset`` lacks; warn when the dataset's
-    annotation file changed since the split was made."""
+    """Error when the split names images that ``dataset`` lacks, or was made from another
+    annotation file (another dataset, or the file changed since)."""
     name, json_file, dicts = _load(dataset)
     _check_ids(split, dicts, name)
-    _check_hash(split, json_file)
+    _check_dataset(split, name, json_file)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -294,39 +309,46 @@ def hide_annotations(d: dict) -> dict:
     return d
 
 
-def labeled_and_unlabeled(cfg: CfgNode) -> Tuple[List[dict], List[dict]]:
-    """(labelled dicts, unlabelled dicts) of cfg.DATASETS.TRAIN under cfg.DATASETS.SPLIT.
-
-    The split is SPLIT.FILE if set (checked against the dataset), else made from SPLIT.PERCENT /
-    SPLIT.SEED; PERCENT 100 without a file labels every annotated image and leaves the dataset's
-    unlabelled pool empty. The unlabelled pool is every other image of the dataset (images without
-    annotations included) plus the images of DATASETS.UNLABELED_IMAGE_DIRS; their annotations are
-    moved to ``hidden_annotations``. Run :func:`~politeteacher.data.datasets.register_all` first.
-    """
+def split_for(cfg: CfgNode, dicts: Sequence[dict]) -> Optional[Split]:
+    """The split of cfg.DATASETS.TRAIN (whose dicts are ``dicts``) under cfg.DATASETS.SPLIT: SPLIT.FILE
+    if set, refused when it was made for another dataset; else one made from SPLIT.PERCENT /
+    SPLIT.SEED; None for PERCENT 100 without a file (every annotated image labelled)."""
     names = list(cfg.DATASETS.TRAIN)
     split_cfg = cfg.DATASETS.SPLIT
     percent = float(split_cfg.PERCENT)
-    use_split = bool(split_cfg.FILE) or percent != 100
-    if not names:
-        raise PoliteTeacherError("DATASETS.TRAIN is empty: name a training dataset")
-    if use_split and len(names) != 1:
+    if not split_cfg.FILE and percent == 100:
+        return None
+    if len(names) != 1:
         raise PoliteTeacherError(
             f"a split applies to one training dataset, but DATASETS.TRAIN has {len(names)}: "
             "train on one, or set DATASETS.SPLIT.PERCENT 100 without a split file"
         )
-    dicts = [d for name in names for d in get_dataset_dicts(name)]
-    if split_cfg.FILE:
-        split = Split.load(split_cfg.FILE)
-        json_file = dataset_json(names[0])
-        _check_ids(split, dicts, names[0])
-        _check_hash(split, str(json_file) if json_file else "")
-    elif use_split:
-        json_file = dataset_json(names[0])
-        split = _make_split(names[0], str(json_file) if json_file else "", dicts, percent,
-                            split_cfg.SEED)
-    else:
-        split = None
+    json_file = dataset_json(names[0])
+    json_file = str(json_file) if json_file else ""
+    if not split_cfg.FILE:
+        return _make_split(names[0], json_file, dicts, percent, split_cfg.SEED)
+    split = Split.load(split_cfg.FILE)
+    _check_ids(split, dicts, names[0])
+    _check_dataset(split, names[0], json_file, split_cfg.FILE)
+    return split
 
+
+def labeled_and_unlabeled(cfg: CfgNode) -> Tuple[List[dict], List[dict]]:
+    """(labelled dicts, unlabelled dicts) of cfg.DATASETS.TRAIN under cfg.DATASETS.SPLIT.
+
+    The split is :func:`split_for`'s; PERCENT 100 without a file labels every annotated image and
+    leaves the dataset's unlabelled pool empty. The unlabelled pool is every other image of the
+    dataset (images without annotations included) plus the images of DATASETS.UNLABELED_IMAGE_DIRS;
+    their annotations are moved to ``hidden_annotations``. The images of
+    DATALOADER.SKIPPED_IMAGES (the bad ones that the launch-time check let a run skip, see
+    :mod:`.checks`) are left out. Run :func:`~politeteacher.data.datasets.register_all` first.
+    """
+    if not cfg.DATASETS.TRAIN:
+        raise PoliteTeacherError("DATASETS.TRAIN is empty: name a training dataset")
+    dicts = [d for name in cfg.DATASETS.TRAIN for d in get_dataset_dicts(name)]
+    split = split_for(cfg, dicts)
+    skipped = set(cfg.DATALOADER.SKIPPED_IMAGES)
+    dicts = [d for d in dicts if d["file_name"] not in skipped]
     if split is None:
         labeled = [d for d in dicts if _has_instance(d)]
         unlabeled = []
@@ -336,9 +358,10 @@ def labeled_and_unlabeled(cfg: CfgNode) -> Tuple[List[dict], List[dict]]:
         unlabeled = [hide_annotations(d) for d in dicts if d["image_id"] not in ids]
     from_dataset = len(unlabeled)
     for folder in cfg.DATASETS.UNLABELED_IMAGE_DIRS:
-        unlabeled += load_image_folder(folder)
+        unlabeled += load_image_folder(folder, skip=skipped)
     logger.info(
-        "Training data: %d labelled images, %d unlabelled (%d from %s, %d from image folders)",
-        len(labeled), len(unlabeled), from_dataset, ", ".join(names), len(unlabeled) - from_dataset,
+        "Training data: %d labelled images, %d unlabelled (%d from %s, %d from image folders)%s",
+        len(labeled), len(unlabeled), from_dataset, ", ".join(cfg.DATASETS.TRAIN),
+        len(unlabeled) - from_dataset, f"; {len(skipped)} bad images skipped" if skipped else "",
     )
     return labeled, unlabeled

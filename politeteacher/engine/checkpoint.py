@@ -231,9 +231,19 @@ __all__ = [
 def resolve_weights(weights: str) -> str:
     """A local file for `weights`: '' stays '' (from scratch), a URL is downloaded into detectron2's
     cache (offline: a one-line PoliteTeacherError saying what to pass instead), a path must exist.
-    Call it once on the launching process, so workers never download."""
+    Call it once on the launching process, so workers never download. A ``.pkl`` must be a
+    detectron2 / Caffe2 model-zoo pickle (checked here, before any run folder is touched)."""
     if not weights:
         return ""
+    local = _local_weights(weights)
+    if local.endswith(".pkl"):
+        from ..modeling.weights import check_model_zoo_pickle
+
+        check_model_zoo_pickle(local)
+    return local
+
+
+def _local_weights(weights: str) -> str:
     if "://" in weights:
         from detectron2.utils.file_io import PathManager
 

@@ -118,6 +118,7 @@ def eval_datasets(cfg):
     """A copy of `cfg` ready to evaluate on DATASETS.TEST (or DATASETS.CUSTOM.VAL_*): test sets
     registered and checked, classes taken from the test set. The training set is not needed (it may
     be absent on the machine that evaluates): the class count must match the checkpoint anyway."""
+    from ..data.checks import check_evaluation_data
     from ..data.datasets import apply_dataset_classes, register_all
 
     cfg = cfg.clone()
@@ -130,7 +131,7 @@ def eval_datasets(cfg):
     if not cfg.DATASETS.TEST:
         raise PoliteTeacherError("no test dataset: set DATASETS.TEST, or pass --val-json and --val-images")
     cfg.DATASETS.TRAIN = tuple(cfg.DATASETS.TEST)[:1]
-    return apply_dataset_classes(register_all(cfg))
+    return check_evaluation_data(apply_dataset_classes(register_all(cfg)))
 
 
 def evaluate_checkpoint(cfg, weights: str, which: str = "teacher") -> Dict[str, dict]:

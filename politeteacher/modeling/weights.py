@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import pickle
 from collections import OrderedDict
-from typing import Any, Dict, Mapping, Union
+from typing import Any, Dict, Mapping, Optional, Union
 
 import numpy as np
 import torch
@@ -13,7 +13,7 @@ from torch import nn
 
 from ..errors import PoliteTeacherError
 
-__all__ = ["extract_model_state_dict", "load_centermask_weights"]
+__all__ = ["check_model_zoo_pickle", "extract_model_state_dict", "load_centermask_weights"]
 
 _PREFIXES = {"teacher": "modelTeacher.", "student": "modelStudent."}
 
@@ -35,6 +35,46 @@ def _read(path: Union[str, os.PathLike]) -> Any:
         raise PoliteTeacherError(
             f"checkpoint {path} could not be read ({e.__class__.__name__}); is it a torch/pickle file?"
         ) from e
+
+
+def _zoo_arrays(data: Any) -> Optional[Mapping]:
+    """What detectron2's DetectionCheckpointer loads from a .pkl's content: ``model`` of its own
+    model-zoo files, else Caffe2's ``blobs`` or the whole dict (ImageNet backbones) without the
+    ``*_momentum`` entries; None when that is no dict."""
+    if not isinstance(data, Mapping):
+        return None
+    if "model" in data and "__author__" in data:
+        arrays = data["model"]
+    else:
+        arrays = data.get("blobs", data)
+        if isinstance(arrays, Mapping):
+            arrays = {k: v for k, v in arrays.items() if not str(k).endswith("_momentum")}
+    return arrays if isinstance(arrays, Mapping) else None
+
+
+def _not_model_zoo(path: str, why: str) -> PoliteTeacherError:
+    return PoliteTeacherError(
+        f"weights file {path} is not a detectron2 / Caffe2 model-zoo pickle ({why}): pass one "
+        "(e.g. ImageNet R-50.pkl), a CenterMask .pth checkpoint, or --weights none"
+    )
+
+
+def check_model_zoo_pickle(path: Union[str, os.PathLike]) -> None:
+    """A one-line PoliteTeacherError naming ``path`` unless it is a pickle that detectron2's
+    checkpointer loads: a non-empty dict of arrays (found as in :func:`_zoo_arrays`)."""
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            data = pickle.load(f, encoding="latin1")
+    except Exception as e:  # a file of any content can be passed: whatever fails is the reason
+        text = str(e).strip().splitlines()
+        raise _not_model_zoo(path, f"{e.__class__.__name__}: {text[0]}" if text else e.__class__.__name__) from e
+    arrays = _zoo_arrays(data)
+    if not arrays:
+        raise _not_model_zoo(path, f"it holds a {type(data).__name__} without weights")
+    odd = next((k for k, v in arrays.items() if not isinstance(v, (np.ndarray, torch.Tensor))), None)
+    if odd is not None:
+        raise _not_model_zoo(path, f"its entry {odd!r} is a {type(arrays[odd]).__name__}, not an array")
 
 
 def extract_model_state_dict(

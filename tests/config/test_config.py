@@ -68,3 +68,18 @@ def test_presets_are_shipped_inside_the_package():
     path = preset_path("demo")
     assert path.is_file() and path.parent.name in ("presets", "builtin_presets")
     assert set(list_presets()) >= {f"{k}_sup{p}" for k in ("baseline", "polite_teacher") for p in (1, 2, 5, 10)}
+
+
+def test_percent_and_other_float_keys_take_integers(tmp_path):
+    # The advice of the split errors, `DATASETS.SPLIT.PERCENT 100`, as an override and in a file.
+    cfg = resolve_config("demo", overrides=["DATASETS.SPLIT.PERCENT", "100", "SOLVER.BASE_LR", "1"])
+    assert cfg.DATASETS.SPLIT.PERCENT == 100.0 and isinstance(cfg.DATASETS.SPLIT.PERCENT, float)
+    assert cfg.SOLVER.BASE_LR == 1.0 and isinstance(cfg.SOLVER.BASE_LR, float)
+    f = tmp_path / "mine.yaml"
+    f.write_text("_BASE_: demo\nDATASETS:\n  SPLIT:\n    PERCENT: 50\n")
+    cfg = resolve_config(config_file=str(f))
+    assert cfg.DATASETS.SPLIT.PERCENT == 50.0 and isinstance(cfg.DATASETS.SPLIT.PERCENT, float)
+    # Other mismatches are still refused, and an integer key does not take a fraction.
+    for key, value in (("SOLVER.MAX_ITER", "1.5"), ("SOLVER.BASE_LR", "True"), ("DATASETS.SPLIT.PERCENT", "'ten'")):
+        with pytest.raises(ConfigError, match=f"Type mismatch.*{key}"):
+            resolve_config("demo", overrides=[key, value])

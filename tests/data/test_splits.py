@@ -1,10 +1,9 @@
 import json
-import warnings
 from pathlib import Path
 
 import pytest
 
-from politeteacher.data.datasets import register_all
+from politeteacher.data.datasets import register_all, setup_datasets
 from politeteacher.data.splits import (
     Split,
     candidate_ids,
@@ -14,6 +13,7 @@ from politeteacher.data.splits import (
     labeled_and_unlabeled,
     make_split,
 )
+from politeteacher.data.synthetic import generate_dataset
 from politeteacher.errors import PoliteTeacherError
 
 N_JSON = 137
@@ -160,17 +160,15 @@ def test_split_of_another_dataset_is_an_error(json_only, toy):
         check_split(split, str(toy.json))
 
 
-def test_changed_annotation_file_only_warns(json_only, tmp_path):
+def test_changed_annotation_file_is_refused(json_only, tmp_path):
     split = make_split(str(json_only), 10, 0)
     changed = tmp_path / "changed.json"
     data = json.loads(json_only.read_text())
     data["info"] = {"note": "edited"}
     changed.write_text(json.dumps(data))
-    with pytest.warns(UserWarning, match="changed since the split was made"):
+    with pytest.raises(PoliteTeacherError, match=f"made for dataset {json_only} .* {changed} .*make a new split"):
         check_split(split, str(changed))
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        check_split(split, str(json_only))  # unchanged: silent
+    check_split(split, str(json_only))  # the same file: accepted
 
 
 # ---- labeled_and_unlabeled ---------------------------------------------------------------------
@@ -228,6 +226,20 @@ def test_split_file_of_another_dataset(toy_cfg, json_only, tmp_path):
     cfg.DATASETS.SPLIT.FILE = str(tmp_path / "split.json")
     with pytest.raises(PoliteTeacherError, match="not in dataset custom_train"):
         labeled_and_unlabeled(cfg)
+
+
+def test_split_of_another_dataset_with_the_same_ids_is_refused_before_training(toy_cfg, toy, tmp_path):
+    # Another generated set: image ids 1..20 as in the toy set, so every id of its split exists.
+    other = generate_dataset(tmp_path, 20, seed=11, image_size=(64, (56, 96)), max_objects=4)
+    make_split(str(other), 50, 1).save(tmp_path / "other_split.json")
+    toy_cfg.DATASETS.SPLIT.FILE = str(tmp_path / "other_split.json")
+    with pytest.raises(PoliteTeacherError) as e:
+        setup_datasets(toy_cfg)
+    msg = str(e.value)
+    assert f"split file {tmp_path / 'other_split.json'} was made for dataset {other}" in msg
+    assert f"dataset custom_train has annotation file {toy.json}" in msg
+    assert "make a new split for custom_train with `politeteacher split` (e.g. --percent 50 --seed 1)" in msg
+    assert "\n" not in msg
 
 
 def test_bad_percent_in_config(toy_cfg):

@@ -1,0 +1,51 @@
+"""The data layer's JSON writes: all or none, with the user's umask."""
+import json
+import os
+import stat
+
+import pytest
+
+from politeteacher.data.jsonio import write_json_atomic
+from politeteacher.data.splits import Split
+from politeteacher.errors import PoliteTeacherError
+
+
+@pytest.fixture
+def restore_umask():
+    old = os.umask(0o022)
+    os.umask(old)
+    yield
+    os.umask(old)
+
+
+def _mode(path):
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o002], ids=["umask022", "umask002"])
+def test_written_files_follow_the_umask(tmp_path, restore_umask, mask):
+    os.umask(mask)
+    split = Split(dataset="d", annotation_file="a.json", sha256="", percent=10.0, seed=1, image_ids=[1], num_labeled=1)
+    assert _mode(split.save(tmp_path / "split.json")) == 0o666 & ~mask
+    write_json_atomic({"a": 1}, tmp_path / "sub" / "x.json")
+    assert _mode(tmp_path / "sub" / "x.json") == 0o666 & ~mask
+
+
+def test_several_files_are_written_all_or_none(tmp_path):
+    from politeteacher.data.jsonio import write_jsons_atomic
+
+    kept = tmp_path / "kept.json"
+    kept.write_text('{"old": true}')
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where a folder is needed")
+    files = [({"new": 1}, kept, {}), ({"new": 2}, tmp_path / "new" / "deeper" / "a.json", {}),
+             ({"new": 3}, blocker / "b.json", {})]
+    with pytest.raises(PoliteTeacherError, match=f"cannot write {blocker / 'b.json'} .*writable folder") as e:
+        write_jsons_atomic(files)
+    assert "\n" not in str(e.value)
+    assert kept.read_text() == '{"old": true}'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blocker", "kept.json"]  # no temporary file, no folder
+
+    write_jsons_atomic(files[:2])
+    assert json.loads(kept.read_text()) == {"new": 1}
+    assert json.loads((tmp_path / "new" / "deeper" / "a.json").read_text()) == {"new": 2}
