@@ -16,7 +16,12 @@ from .meta_arch import CenterMask
 from .mobilenet import MobileNetV2, build_mobilenetv2_backbone
 from .roi_heads import AdaptiveLevelROIPooler, CenterMaskROIHeads
 from .vovnet import VOVNET_CONFIGS, VoVNet, build_vovnet_backbone
-from .weights import extract_model_state_dict, load_centermask_weights
+from .weights import (
+    extract_model_state_dict,
+    load_backbone_weights,
+    load_centermask_weights,
+    load_pretrained_weights,
+)
 
 __all__ = [
     "build_fcos_resnet_fpn_backbone",
@@ -40,4 +45,6 @@ __all__ = [
     "AdaptiveLevelROIPooler",
     "extract_model_state_dict",
     "load_centermask_weights",
+    "load_backbone_weights",
+    "load_pretrained_weights",
 ]
