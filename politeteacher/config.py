@@ -70,9 +70,24 @@ def add_politeteacher_config(cfg: CN) -> CN:
     _C.MODEL.PIXEL_MEAN = [103.530, 116.280, 123.675]
     _C.MODEL.PIXEL_STD = [1.0, 1.0, 1.0]
 
+    # VoVNetV2 backbones (vovnet.md §9.1); used when MODEL.BACKBONE.NAME is build_fcos_vovnet_fpn_backbone.
+    _C.MODEL.VOVNET = CN()
+    _C.MODEL.VOVNET.CONV_BODY = "V-39-eSE"
+    _C.MODEL.VOVNET.OUT_FEATURES = ["stage2", "stage3", "stage4", "stage5"]
+    _C.MODEL.VOVNET.NORM = "FrozenBN"
+    # Read by no code (the FPN width is MODEL.FPN.OUT_CHANNELS); kept so CenterMask2 YAML files merge.
+    _C.MODEL.VOVNET.OUT_CHANNELS = 256
+    _C.MODEL.VOVNET.BACKBONE_OUT_CHANNELS = 256
+    # Deformable 3×3 layers per stage (2-5), as in the `dcn` presets (vovnet.md §8).
+    _C.MODEL.VOVNET.STAGE_WITH_DCN = [False, False, False, False]
+    _C.MODEL.VOVNET.WITH_MODULATED_DCN = False
+    _C.MODEL.VOVNET.DEFORMABLE_GROUPS = 1
+
     # FCOS: the one-stage detector whose detections are the proposals (centermask.md §2).
     _C.MODEL.FCOS = CN()
     _C.MODEL.FCOS.NUM_CLASSES = 80
+    # Levels above P5 computed from the FPN's P5: 2 → P6, P7; 1 → P6; 0 → none (vovnet.md §7.3).
+    _C.MODEL.FCOS.TOP_LEVELS = 2
     _C.MODEL.FCOS.IN_FEATURES = ["p3", "p4", "p5", "p6", "p7"]
     _C.MODEL.FCOS.FPN_STRIDES = [8, 16, 32, 64, 128]
     _C.MODEL.FCOS.SIZES_OF_INTEREST = [64, 128, 256, 512]

@@ -13,6 +13,18 @@ class PresetNotFound(PoliteTeacherError):
     pass
 
 
+# The families `presets list` groups by, in display order. A preset's family follows from the naming
+# convention: centermask_[lite_]<model>_FPN_<schedule>, baseline_<model>_supN, polite_teacher_<model>_supN,
+# where no model means the paper's R-50.
+FAMILIES = (
+    "CenterMask R-50 (the paper's model)",
+    "CenterMask R-101",
+    "CenterMask VoVNetV2 (V-39/57/99-eSE, 256-channel FPN)",
+    "CenterMask-Lite (VoVNetV2 / MobileNetV2, 128-channel FPN)",
+    "Demo (generated shapes, CPU)",
+)
+
+
 def _presets_dir() -> Path:
     return Path(str(resources.files("politeteacher.builtin_presets")))
 
@@ -42,3 +54,24 @@ def preset_descriptions() -> Dict[str, str]:
         first = preset_path(name).read_text().splitlines()[0]
         out[name] = first.lstrip("# ").strip() if first.startswith("#") else ""
     return out
+
+
+def preset_family(name: str) -> str:
+    """The entry of FAMILIES that preset ``name`` belongs to."""
+    if name.startswith("demo"):
+        return FAMILIES[4]
+    if "_lite_" in name:
+        return FAMILIES[3]
+    if "R101" in name:
+        return FAMILIES[1]
+    if re.search(r"_V\d", name):
+        return FAMILIES[2]
+    return FAMILIES[0]
+
+
+def presets_by_family() -> Dict[str, Dict[str, str]]:
+    """{family: {preset: first comment line}}, families in FAMILIES order (empty ones left out)."""
+    groups: Dict[str, Dict[str, str]] = {family: {} for family in FAMILIES}
+    for name, description in preset_descriptions().items():
+        groups[preset_family(name)][name] = description
+    return {family: presets for family, presets in groups.items() if presets}

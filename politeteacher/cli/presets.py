@@ -5,7 +5,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..presets import preset_descriptions, preset_path
+from ..presets import preset_path, presets_by_family
 from . import app
 
 presets_app = typer.Typer(help="List and show the built-in presets.", no_args_is_help=True)
@@ -14,11 +14,15 @@ app.add_typer(presets_app, name="presets")
 
 @presets_app.command("list")
 def list_() -> None:
-    """List the built-in presets with what each is for."""
-    table = Table("preset", "what it is for")
-    for name, description in preset_descriptions().items():
-        table.add_row(name, description)
-    Console().print(table)
+    """List the built-in presets by model family, with what each is for."""
+    console = Console()
+    for family, presets in presets_by_family().items():
+        table = Table(title=family, title_justify="left", title_style="bold")
+        table.add_column("preset", no_wrap=True)
+        table.add_column("what it is for")
+        for name, description in presets.items():
+            table.add_row(name, description)
+        console.print(table)
 
 
 @presets_app.command("show")

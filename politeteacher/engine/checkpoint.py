@@ -271,7 +271,9 @@ def load_initial_weights(model: torch.nn.Module, weights: str, which: str = "tea
     - `*.pkl` (detectron2 / Caffe2 model zoo, e.g. ImageNet R-50): detectron2's name-matching load,
       missing heads are reported and keep their initialisation;
     - anything else (`*.pth`): a CenterMask checkpoint (plain, detectron2, or two-model, `which`
-      picking the teacher or student), loaded strictly; a checkpoint of another model is an error.
+      picking the teacher or student), loaded strictly; a checkpoint of another model is an error;
+    - a `*.pth` holding bottom-up weights only (CenterMask2's ImageNet VoVNet / MobileNetV2 files):
+      loaded strictly into the backbone's bottom-up network, FPN and heads keep their initialisation.
     """
     if not weights:
         logger.info("No initial weights: training from scratch")
@@ -280,7 +282,10 @@ def load_initial_weights(model: torch.nn.Module, weights: str, which: str = "tea
         target = model.module if hasattr(model, "module") else model
         DetectionCheckpointer(target).load(weights, checkpointables=[])
         return
-    from ..modeling import load_centermask_weights
+    from ..modeling import load_pretrained_weights
 
-    n = load_centermask_weights(model, weights, which=which)["loaded"]
-    logger.info("Loaded %d tensors from %s (%s)", n, weights, which)
+    loaded = load_pretrained_weights(model, weights, which=which)
+    if loaded["part"] == "backbone":
+        logger.info("Loaded %d backbone tensors from %s", loaded["loaded"], weights)
+    else:
+        logger.info("Loaded %d tensors from %s (%s)", loaded["loaded"], weights, which)

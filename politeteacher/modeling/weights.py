@@ -1,11 +1,12 @@
 """Loading CenterMask weights from plain state dicts, detectron2 checkpoints and Polite Teacher
-two-model checkpoints (centermask.md §7)."""
+two-model checkpoints (centermask.md §7), and ImageNet weights of the bottom-up network alone
+(CenterMask2's VoVNet / MobileNetV2 ``.pth`` files, vovnet.md §9.3)."""
 from __future__ import annotations
 
 import os
 import pickle
 from collections import OrderedDict
-from typing import Any, Dict, Mapping, Optional, Union
+from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -13,9 +14,18 @@ from torch import nn
 
 from ..errors import PoliteTeacherError
 
-__all__ = ["check_model_zoo_pickle", "extract_model_state_dict", "load_centermask_weights"]
+__all__ = [
+    "check_model_zoo_pickle",
+    "extract_model_state_dict",
+    "load_backbone_weights",
+    "load_centermask_weights",
+    "load_pretrained_weights",
+]
 
 _PREFIXES = {"teacher": "modelTeacher.", "student": "modelStudent."}
+# Input normalisation that older detectron2 versions saved with the model (vovnet.md §9.3); the config holds it.
+_NOT_WEIGHTS = ("pixel_mean", "pixel_std")
+_BOTTOM_UP = "backbone.bottom_up."
 
 
 def _read(path: Union[str, os.PathLike]) -> Any:
@@ -102,30 +112,15 @@ def extract_model_state_dict(
             k = k[len("module."):]
         if isinstance(v, np.ndarray):
             v = torch.from_numpy(v)
-        if not isinstance(v, torch.Tensor):
+        if not isinstance(v, torch.Tensor) or k in _NOT_WEIGHTS:
             continue  # e.g. metadata entries of a pickled checkpoint
         out[k] = v
     return out
 
 
-def load_centermask_weights(
-    model: nn.Module,
-    path_or_state_dict: Union[str, os.PathLike, Mapping[str, Any]],
-    which: str = "teacher",
-) -> Dict[str, int]:
-    """Load weights into ``model`` (a CenterMask, possibly DDP-wrapped) strictly: every key of the
-    model must be in the checkpoint with the same shape, and nothing else.
-
-    Raises PoliteTeacherError (one line) when the checkpoint belongs to a different model.
-    Returns {"loaded": number of tensors}.
-    """
-    source = path_or_state_dict
-    name = "state dict" if isinstance(source, Mapping) else f"checkpoint {os.fspath(source)}"
-    checkpoint = source if isinstance(source, Mapping) else _read(source)
-    state = extract_model_state_dict(checkpoint, which)
-    target = model.module if hasattr(model, "module") else model
-    expected = target.state_dict()
-
+def _check_fit(expected: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor], name: str, what: str,
+               hint: str) -> None:
+    """Raise a one-line PoliteTeacherError unless ``state`` has exactly the keys and shapes of ``expected``."""
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     mismatched = [
@@ -141,9 +136,72 @@ def load_centermask_weights(
             parts.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})")
         if mismatched:
             parts.append(f"{len(mismatched)} shape mismatches (e.g. {mismatched[0]})")
-        raise PoliteTeacherError(
-            f"{name} does not fit this CenterMask model ({'; '.join(parts)}); "
-            "use a checkpoint of the same config (backbone depth, channels, number of classes)"
-        )
+        raise PoliteTeacherError(f"{name} does not fit this {what} ({'; '.join(parts)}); {hint}")
+
+
+def _source(
+    path_or_state_dict: Union[str, os.PathLike, Mapping[str, Any]], which: str
+) -> Tuple[str, "OrderedDict[str, torch.Tensor]"]:
+    """(name for messages, model state dict) of a checkpoint file or an in-memory checkpoint."""
+    if isinstance(path_or_state_dict, Mapping):
+        return "state dict", extract_model_state_dict(path_or_state_dict, which)
+    path = os.fspath(path_or_state_dict)
+    return f"checkpoint {path}", extract_model_state_dict(_read(path), which)
+
+
+def _load_model(model: nn.Module, name: str, state: Mapping[str, torch.Tensor]) -> Dict[str, int]:
+    target = model.module if hasattr(model, "module") else model
+    _check_fit(target.state_dict(), state, name, "CenterMask model",
+               "use a checkpoint of the same config (backbone depth, channels, number of classes)")
     target.load_state_dict(state, strict=True)
     return {"loaded": len(state)}
+
+
+def _load_backbone(model: nn.Module, name: str, state: Mapping[str, torch.Tensor]) -> Dict[str, int]:
+    target = (model.module if hasattr(model, "module") else model).backbone.bottom_up
+    state = {k[len(_BOTTOM_UP):] if k.startswith(_BOTTOM_UP) else k: v for k, v in state.items()}
+    _check_fit(target.state_dict(), state, name, "backbone",
+               "use ImageNet weights of the backbone that MODEL.VOVNET.CONV_BODY / MODEL.BACKBONE.NAME name")
+    target.load_state_dict(state, strict=True)
+    return {"loaded": len(state)}
+
+
+def load_centermask_weights(
+    model: nn.Module,
+    path_or_state_dict: Union[str, os.PathLike, Mapping[str, Any]],
+    which: str = "teacher",
+) -> Dict[str, int]:
+    """Load weights into ``model`` (a CenterMask, possibly DDP-wrapped) strictly: every key of the
+    model must be in the checkpoint with the same shape, and nothing else (``pixel_mean`` /
+    ``pixel_std`` entries of old checkpoints are ignored).
+
+    Raises PoliteTeacherError (one line) when the checkpoint belongs to a different model.
+    Returns {"loaded": number of tensors}.
+    """
+    return _load_model(model, *_source(path_or_state_dict, which))
+
+
+def load_backbone_weights(
+    model: nn.Module, path_or_state_dict: Union[str, os.PathLike, Mapping[str, Any]]
+) -> Dict[str, int]:
+    """Load ImageNet weights of the bottom-up network alone into ``model.backbone.bottom_up``,
+    strictly: every bottom-up tensor must be there, and nothing else. Keys may carry the
+    ``backbone.bottom_up.`` prefix of a CenterMask checkpoint or none (CenterMask2's backbone files
+    are loaded by plain name matching, so the prefix depends on how a file was made). The FPN and the
+    heads keep their initialisation. Returns {"loaded": number of tensors}."""
+    return _load_backbone(model, *_source(path_or_state_dict, "teacher"))
+
+
+def load_pretrained_weights(
+    model: nn.Module, path_or_state_dict: Union[str, os.PathLike, Mapping[str, Any]], which: str = "teacher"
+) -> Dict[str, Any]:
+    """A whole CenterMask checkpoint (as :func:`load_centermask_weights`) or, when it holds bottom-up
+    weights only, an ImageNet backbone file (as :func:`load_backbone_weights`).
+    Returns {"loaded": number of tensors, "part": "model" or "backbone"}."""
+    name, state = _source(path_or_state_dict, which)
+    # A whole model has FPN or head weights; a backbone file has bottom-up names only (prefixed or bare).
+    whole = any(k.startswith(("proposal_generator.", "roi_heads.")) or
+                (k.startswith("backbone.") and not k.startswith(_BOTTOM_UP)) for k in state)
+    if whole:
+        return {**_load_model(model, name, state), "part": "model"}
+    return {**_load_backbone(model, name, state), "part": "backbone"}

@@ -1,0 +1,28 @@
+"""`politeteacher presets list` groups the presets by model family."""
+from politeteacher.presets import FAMILIES, list_presets, preset_family
+
+from .helpers import run_cli
+
+
+def test_presets_list_groups_by_family():
+    listing = run_cli("presets", "list")
+    assert listing.returncode == 0, listing.stderr
+    out = listing.stdout
+    starts = [out.index(family) for family in FAMILIES]
+    assert starts == sorted(starts)  # every family, in FAMILIES order
+    ends = dict(zip(FAMILIES, starts[1:] + [len(out)]))
+    for name in list_presets():
+        family = preset_family(name)
+        section = out[out.index(family):ends[family]]
+        assert f"│ {name} " in section, (name, family)
+
+
+def test_preset_families_follow_the_naming_convention():
+    assert {n: preset_family(n) for n in ("baseline_sup10", "centermask_R50_FPN_ms3x", "polite_teacher_R101_sup1",
+                                          "centermask_V99_eSE_dcn_FPN_ms3x", "baseline_lite_V19_slim_eSE_sup5",
+                                          "centermask_lite_Mv2_FPN_ms4x", "demo_polite_teacher")} == {
+        "baseline_sup10": FAMILIES[0], "centermask_R50_FPN_ms3x": FAMILIES[0],
+        "polite_teacher_R101_sup1": FAMILIES[1], "centermask_V99_eSE_dcn_FPN_ms3x": FAMILIES[2],
+        "baseline_lite_V19_slim_eSE_sup5": FAMILIES[3], "centermask_lite_Mv2_FPN_ms4x": FAMILIES[3],
+        "demo_polite_teacher": FAMILIES[4],
+    }
