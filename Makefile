@@ -2,7 +2,7 @@
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: env demo test test-fast
+.PHONY: env demo demo-weights test test-fast
 
 env:
 	@bash scripts/setup_env.sh
@@ -15,3 +15,9 @@ test: env
 
 test-fast: env
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# The demo's pre-trained weights (politeteacher/weights/demo_source_R18_GN.pkl), made again from scratch:
+# about 80 minutes on 2 CPU cores. Uses runs/demo_source; add FORCE=--force to start that over.
+demo-weights: env
+	$(BIN)/politeteacher demo --pretrain --output-dir runs/demo_source $(FORCE)
+	cp runs/demo_source/demo_source_R18_GN.pkl politeteacher/weights/

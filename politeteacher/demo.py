@@ -1,16 +1,26 @@
 """The whole workflow on the generated demo dataset, as a user would run it command by command:
 
-    split --percent 10 → train-baseline → train-ssl --weights <baseline best> → eval (baseline,
-    Polite Teacher teacher) → predict on held-out images
+    split --percent 10 → train-baseline (T iterations) → train-ssl --weights <baseline at K>
+    (T − K iterations) → eval (baseline, Polite Teacher teacher) → predict on held-out images
 
-Everything goes into one folder (default `runs/demo`); it ends with a baseline-vs-Polite-Teacher table.
+Both models start from the demo model pre-trained on the generated *source* set (other classes,
+another look; `politeteacher://demo_source_R18_GN.pkl`), the offline stand-in for the ImageNet /
+COCO pre-training of the paper's regime, and both are trained for T iterations in total: the
+baseline supervised only, Polite Teacher K supervised + T − K semi-supervised, where T is the
+`demo` preset's SOLVER.MAX_ITER and T − K the `demo_polite_teacher` preset's. Everything goes into
+one folder (default `runs/demo`); it ends with a baseline-vs-Polite-Teacher table.
+
+`run_pretrain` makes the pre-trained weights again (`politeteacher demo --pretrain`).
 """
 from __future__ import annotations
 
 import logging
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Sequence
+
+import torch
 
 from .config import resolve_config
 from .errors import PoliteTeacherError
@@ -19,6 +29,8 @@ logger = logging.getLogger(__name__)
 
 BASELINE_PRESET = "demo"
 SSL_PRESET = "demo_polite_teacher"
+SOURCE_PRESET = "demo_source"
+PRETRAINED_NAME = "demo_source_R18_GN.pkl"
 
 
 @dataclass
@@ -37,12 +49,6 @@ class DemoReport:
         for name, ap in self.ap.items():
             rows.append(f"{name:<24}{ap['bbox']:>9.2f}{ap['segm']:>9.2f}")
         return "\n".join(rows)
-
-
-def _best(run: Path) -> Path:
-    """model_best.pth when evaluation ever produced one, else model_final.pth."""
-    best = run / "model_best.pth"
-    return best if best.is_file() else run / "model_final.pth"
 
 
 def _ap(results: Dict[str, dict]) -> Dict[str, float]:
@@ -77,13 +83,22 @@ def run_demo(output_dir: Path = Path("runs/demo"), force: bool = False, override
             "DATASETS.SPLIT.FILE", str(report.split_file), "OUTPUT_DIR", str(out / run), *extra, *overrides,
         ])
 
-    logger.info("3/6 train-baseline (preset %s)", BASELINE_PRESET)
-    run_train_baseline(cfg(BASELINE_PRESET, "baseline"), force=force)
-    report.baseline_weights = _best(out / "baseline")
+    baseline_cfg, ssl_cfg = cfg(BASELINE_PRESET, "baseline"), cfg(SSL_PRESET, "polite_teacher")
+    total, ssl_iters = baseline_cfg.SOLVER.MAX_ITER, ssl_cfg.SOLVER.MAX_ITER
+    start = total - ssl_iters  # Polite Teacher starts from the baseline at K = T - (T - K)
+    logger.info("3/6 train-baseline (preset %s, %d iterations)", BASELINE_PRESET, total)
+    if start > 0:  # keep the checkpoint Polite Teacher starts from
+        baseline_cfg.SOLVER.CHECKPOINT_PERIOD = start
+    run_train_baseline(baseline_cfg, force=force)
+    report.baseline_weights = out / "baseline" / "model_final.pth"
+    # With overrides that make the second stage as long as the first (a quick look), it starts
+    # from the baseline's end instead.
+    start_weights = out / "baseline" / f"model_{start - 1:07d}.pth" if start > 0 else report.baseline_weights
 
-    logger.info("4/6 train-ssl from %s (preset %s)", report.baseline_weights, SSL_PRESET)
-    run_train_ssl(cfg(SSL_PRESET, "polite_teacher", "MODEL.WEIGHTS", str(report.baseline_weights)), force=force)
-    report.ssl_weights = _best(out / "polite_teacher")
+    logger.info("4/6 train-ssl from %s (preset %s, %d iterations)", start_weights, SSL_PRESET, ssl_iters)
+    ssl_cfg.MODEL.WEIGHTS = str(start_weights)
+    run_train_ssl(ssl_cfg, force=force)
+    report.ssl_weights = out / "polite_teacher" / "model_final.pth"
 
     def run_cfg(run: str, output: str):
         """The resolved config a training run saved (classes included), writing into `output`."""
@@ -103,3 +118,23 @@ def run_demo(output_dir: Path = Path("runs/demo"), force: bool = False, override
     report.overlays = predicted.overlays
     report.plots = [p for p in (out / "baseline" / "curves.png", out / "polite_teacher" / "curves.png") if p.is_file()]
     return report
+
+
+def run_pretrain(output_dir: Path = Path("runs/demo_source"), force: bool = False, overrides: Sequence[str] = ()) -> Path:
+    """`politeteacher demo --pretrain`: train the demo model on the generated source set (preset
+    `demo_source`: fully labelled, from random weights; about 80 minutes on 2 CPU cores) into
+    `output_dir`, then write its final weights, class-specific layers left out, in float16, to
+    `output_dir/demo_source_R18_GN.pkl` and return that path. Copied to the package's `weights/`
+    folder (`make demo-weights` does both), it is the file the `demo` preset starts from."""
+    from .engine.baseline import run_train_baseline
+    from .engine.checkpoint import atomic_write
+    from .modeling.weights import extract_model_state_dict
+    from .pretrained import pretrained_file_data
+
+    out = Path(output_dir).resolve()
+    run_train_baseline(resolve_config(SOURCE_PRESET, overrides=["OUTPUT_DIR", str(out), *overrides]), force=force)
+    state = extract_model_state_dict(torch.load(out / "model_final.pth", map_location="cpu"))
+    target = out / PRETRAINED_NAME
+    atomic_write(target, lambda f: pickle.dump(pretrained_file_data(state), f, protocol=4))
+    logger.info("Pre-trained weights: %s (%.1f MB)", target, target.stat().st_size / 1e6)
+    return target

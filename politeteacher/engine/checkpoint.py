@@ -23,6 +23,7 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.engine import hooks
 from detectron2.utils import comm
 
+from .. import pretrained  # noqa: F401  (registers the politeteacher:// prefix of shipped weights)
 from ..errors import PoliteTeacherError
 
 logger = logging.getLogger(__name__)

@@ -21,11 +21,14 @@ def test_every_preset_resolves_with_paper_values():
     assert base.MODEL.FCOS.POST_NMS_TOPK_TEST == 50 and base.MODEL.FCOS.POST_NMS_TOPK_TRAIN == 100
 
 
-def test_demo_preset_trains_from_scratch_with_trainable_norm():
-    cfg = resolve_config("demo")
-    assert cfg.MODEL.WEIGHTS == ""
-    assert cfg.MODEL.RESNETS.NORM not in ("FrozenBN", "")
-    assert cfg.SOLVER.CLIP_GRADIENTS.ENABLED
+def test_demo_model_is_pretrained_from_scratch_on_the_source_set_with_trainable_norm():
+    source, demo = resolve_config("demo_source"), resolve_config("demo")
+    assert source.MODEL.WEIGHTS == "" and source.MODEL.BACKBONE.FREEZE_AT == 0
+    assert source.DATASETS.TRAIN == ("demo_source_train",) and source.DATASETS.SPLIT.PERCENT == 100
+    assert demo.MODEL.WEIGHTS == "politeteacher://demo_source_R18_GN.pkl" and demo.DATASETS.TRAIN == ("demo_train",)
+    for cfg in (source, demo):
+        assert cfg.MODEL.RESNETS.NORM not in ("FrozenBN", "")
+        assert cfg.SOLVER.CLIP_GRADIENTS.ENABLED
 
 
 def test_overrides_win_and_are_validated():

@@ -6,19 +6,27 @@ from PIL import Image
 from pycocotools.coco import COCO
 
 from politeteacher.data import synthetic
-from politeteacher.data.synthetic import CATEGORIES, ensure_demo_dataset, generate_dataset
+from politeteacher.data.synthetic import (
+    CATEGORIES,
+    SOURCE_CATEGORIES,
+    ensure_demo_dataset,
+    ensure_source_dataset,
+    generate_dataset,
+)
 
 
-@pytest.fixture(scope="module")
-def generated(tmp_path_factory):
+@pytest.fixture(scope="module", params=["demo", "source"])
+def generated(request, tmp_path_factory):
     root = tmp_path_factory.mktemp("gen")
-    return root, generate_dataset(root, 12, seed=5, image_size=((60, 80), (70, 100)), max_objects=6)
+    return root, generate_dataset(root, 12, seed=5, image_size=((60, 80), (70, 100)), max_objects=6, style=request.param)
 
 
 def test_generated_dataset_is_valid_coco(generated):
     root, json_path = generated
     coco = COCO(str(json_path))
-    assert sorted(coco.getCatIds()) == list(range(1, len(CATEGORIES) + 1)) and len(CATEGORIES) >= 5
+    categories = CATEGORIES if "demo style" in coco.dataset["info"]["description"] else SOURCE_CATEGORIES
+    assert [c["name"] for c in coco.loadCats(coco.getCatIds())] == [c["name"] for c in categories]
+    assert sorted(coco.getCatIds()) == list(range(1, len(categories) + 1)) and len(categories) >= 5
     assert len(coco.imgs) == 12 and len(coco.anns) >= 12
     used = set()
     for image in coco.imgs.values():
@@ -42,9 +50,25 @@ def test_generated_dataset_is_valid_coco(generated):
     assert len(used) >= 4
 
 
-def test_objects_are_painted_where_their_masks_are(generated):
+def test_source_classes_are_disjoint_from_the_demo_classes():
+    # The source set stands in for pre-training on other data: no class of the demo may be in it.
+    assert not {c["name"] for c in CATEGORIES} & {c["name"] for c in SOURCE_CATEGORIES}
+    assert len(SOURCE_CATEGORIES) == 8
+
+
+def test_source_dataset_is_made_once_beside_the_demo(tmp_path, monkeypatch):
+    monkeypatch.setattr(synthetic, "SOURCE_SPLITS", (("train", 3, 10), ("val", 2, 11)))
+    source = ensure_source_dataset(tmp_path)
+    assert source == tmp_path / "politeteacher_demo_source"
+    data = json.loads((source / "annotations" / "instances_train.json").read_text())
+    assert len(data["images"]) == 3 and [c["name"] for c in data["categories"]][0] == "pentagon"
+    assert ensure_source_dataset(tmp_path) == source and [p.name for p in tmp_path.iterdir()] == [source.name]
+
+
+def test_objects_are_painted_where_their_masks_are(tmp_path):
     # Inside a mask (away from JPEG-blurred edges) the pixels are one colour, unlike around it.
-    root, json_path = generated
+    root = tmp_path
+    json_path = generate_dataset(root, 12, seed=5, image_size=((60, 80), (70, 100)), max_objects=6)
     coco = COCO(str(json_path))
     ann = max(coco.anns.values(), key=lambda a: a["area"])
     image = coco.imgs[ann["image_id"]]

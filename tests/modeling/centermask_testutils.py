@@ -15,6 +15,7 @@ from politeteacher.config import resolve_config
 # The model tests' own small CenterMask: R-18 + GN from the demo preset, with CenterMask's 4-conv heads
 # at 128 channels, pinned here so that the demo preset can change without changing these tests.
 SMALL_MODEL = [
+    "MODEL.BACKBONE.FREEZE_AT", "0",
     "MODEL.FPN.OUT_CHANNELS", "128", "MODEL.FCOS.NUM_CLS_CONVS", "4", "MODEL.FCOS.NUM_BOX_CONVS", "4",
     "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "512",
     "MODEL.ROI_MASK_HEAD.NUM_CONV", "4", "MODEL.ROI_MASK_HEAD.CONV_DIM", "128",
