@@ -1,5 +1,10 @@
 """Baseline training: resume at the right iteration with the same optimiser state, CPU workers."""
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
@@ -7,6 +12,8 @@ import torch
 from politeteacher.data.datasets import register_all
 from politeteacher.engine.baseline import BaselineTrainer, prepare_training_cfg, run_train_baseline
 from politeteacher.errors import PoliteTeacherError
+
+from tiny_model import TINY_MODEL
 
 
 def _records(run):
@@ -66,25 +73,70 @@ def test_resume_continues_at_next_iteration_with_saved_state(tiny_cfg, tmp_path)
 
 
 def test_resume_after_a_stop_repeats_the_uninterrupted_run_exactly(tiny_cfg, tmp_path):
-    # 2 iterations, stop, --resume for 2 more == 4 iterations in one go: the resumed loader draws
-    # batches 2 and 3, and each step's randomness depends on its iteration only. To float rounding:
-    # from equal weights and an equal loss, oneDNN's convolution backward in the resumed model differs
-    # in the 7th digit. SGD keeps that at ~1e-7 in the weights (AdamW's normalised steps would blow
-    # tiny gradients' rounding up to ~LR); another batch moves them by ~1e-2.
-    common = ["SOLVER.CHECKPOINT_PERIOD", "2", "SEED", "7", "SOLVER.OPTIMIZER", "SGD", "SOLVER.BASE_LR", "0.01"]
-    # oneDNN picks its convolution kernels on first use in a process: warm up first (see test_polite_teacher).
-    run_train_baseline(tiny_cfg(tmp_path / "warm-up", *common, "SOLVER.MAX_ITER", "1", val=False))
+    # 2 iterations, stop, --resume for 2 more == 4 iterations in one go, bit for bit: the resumed
+    # loader draws batches 2 and 3, each step's randomness depends on its iteration only, and every
+    # step computes its losses the same way (no TorchScript optimisation after a first profiled call).
+    common = ["SOLVER.CHECKPOINT_PERIOD", "2", "SEED", "7"]
     whole, stopped = tmp_path / "whole", tmp_path / "stopped"
     run_train_baseline(tiny_cfg(whole, *common, "SOLVER.MAX_ITER", "4", val=False))
     run_train_baseline(tiny_cfg(stopped, *common, "SOLVER.MAX_ITER", "2", val=False))
     run_train_baseline(tiny_cfg(stopped, *common, "SOLVER.MAX_ITER", "4", val=False), resume=True)
     assert _iterations(stopped) == [0, 1, 2, 3]
-    a, b = torch.load(whole / "model_final.pth")["model"], torch.load(stopped / "model_final.pth")["model"]
-    assert set(a) == set(b)
-    for k in a:
-        torch.testing.assert_close(b[k], a[k], rtol=1e-5, atol=1e-6)
+    a, b = torch.load(whole / "model_final.pth"), torch.load(stopped / "model_final.pth")
+    _assert_same(b["model"], a["model"], "model")
+    _assert_same(b["trainer"]["_trainer"]["optimizer"], a["trainer"]["_trainer"]["optimizer"], "optimizer")
     losses = lambda run: [r["total_loss"] for r in _records(run) if "total_loss" in r]
-    assert losses(stopped) == pytest.approx(losses(whole), rel=1e-6)
+    assert losses(stopped) == losses(whole)
+
+
+def _train_command(data, out, *overrides):
+    """`python -m politeteacher train-baseline` on the tiny data into `out`, as a user runs it, with
+    the demo preset and SEED 7 (a config file: a top-level key is no command-line override)."""
+    config = data.root / "demo_seed7.yaml"
+    config.write_text("_BASE_: demo\nSEED: 7\n")
+    return [sys.executable, "-m", "politeteacher", "train-baseline", "--config-file", str(config),
+            "--train-json", str(data.train_json), "--train-images", str(data.train_images),
+            "--output-dir", str(out), "--weights", "none", "--device", "cpu", *TINY_MODEL,
+            "DATALOADER.NUM_WORKERS", "0", "DATASETS.SPLIT.PERCENT", "100.0", "SOLVER.WARMUP_ITERS", "2",
+            "SOLVER.LOG_PERIOD", "1", *overrides]
+
+
+def _wait_for(path, process, timeout=300):
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert process.poll() is None, f"training ended (exit {process.returncode}) before {path.name} appeared"
+        assert time.monotonic() < deadline, f"no {path} after {timeout} s"
+        time.sleep(0.05)
+
+
+def test_resume_after_sigkill_repeats_the_uninterrupted_run_exactly(tiny_data, tmp_path):
+    # The demo preset's AdamW turns any difference in a gradient's rounding into a visible one; the
+    # kill falls after the checkpoint of iteration 2, while the run trains iteration 3 or later.
+    args = ["SOLVER.MAX_ITER", "12", "SOLVER.CHECKPOINT_PERIOD", "3", "SOLVER.MAX_CHECKPOINTS_KEPT", "1"]
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
+    done = subprocess.run(_train_command(tiny_data, whole, *args), env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+    run = subprocess.Popen(_train_command(tiny_data, killed, *args), env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for(killed / "model_0000002.pth", run)
+    finally:
+        run.send_signal(signal.SIGKILL)
+        run.wait()
+    assert run.returncode == -signal.SIGKILL and not (killed / "model_final.pth").exists()
+
+    resumed = subprocess.run(_train_command(tiny_data, killed, *args, "--resume"), env=env,
+                             capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "Resuming from" in (killed / "log.txt").read_text()
+    a, b = torch.load(whole / "model_final.pth"), torch.load(killed / "model_final.pth")
+    _assert_same(b["model"], a["model"], "model")
+    _assert_same(b["trainer"]["_trainer"]["optimizer"], a["trainer"]["_trainer"]["optimizer"], "optimizer")
+    last = lambda run: {r["iteration"]: r["total_loss"] for r in _records(run) if "total_loss" in r}
+    assert last(killed) == last(whole) and sorted(last(whole)) == list(range(12))
+
 
 def test_amp_on_cpu_is_refused(tiny_cfg, tmp_path):
     cfg = tiny_cfg(tmp_path / "run", "SOLVER.AMP.ENABLED", "True")
