@@ -216,15 +216,26 @@ def finish_run(cfg, results: Dict) -> None:
         logger.warning("no curves: %s", e)
 
 
+def check_iterations(cfg) -> None:
+    """SOLVER.MAX_ITER and SOLVER.CHECKPOINT_PERIOD count iterations: at least 1 each."""
+    for key in ("MAX_ITER", "CHECKPOINT_PERIOD"):
+        value = cfg.SOLVER.get(key)
+        if value < 1:
+            raise PoliteTeacherError(
+                f"SOLVER.{key} is {value} but counts iterations: pass at least 1, e.g. SOLVER.{key} 1000"
+            )
+
+
 def prepare_training_cfg(cfg, world_size: int = 1, batch_keys=("IMS_PER_BATCH",)):
-    """On the launching process, before any worker starts: refuse AMP on the CPU, check that the
-    batch totals SOLVER.<batch_keys> split evenly over `world_size` workers, register the datasets
+    """On the launching process, before any worker starts: refuse AMP on the CPU and iteration counts
+    below 1, check that the batch totals SOLVER.<batch_keys> split evenly over `world_size` workers, register the datasets
     (one-line errors for missing files), set the class count from the training set, resolve
     MODEL.WEIGHTS to a local file (downloading a URL once) and a negative SEED (detectron2's
     "random") to a drawn one, which config.yaml then records. Returns a frozen copy."""
     from ..data.datasets import setup_datasets
 
     check_amp(cfg)
+    check_iterations(cfg)
     check_batch_split(cfg, world_size, batch_keys)
     cfg = setup_datasets(cfg)
     if cfg.SEED < 0:  # batch streams and per-iteration randomness derive from one seed for all workers
