@@ -39,7 +39,7 @@ from .checkpoint import (
 from .evaluate import EVAL_RESULTS, build_evaluator, build_test_loader, by_dataset, coco_evaluate, write_results
 from .optim import build_optimizer
 from .launch import check_batch_split, check_launch, create_ddp_model, launch_workers, setup_logging
-from .progress import build_progress_hooks
+from .progress import METRICS_FILE, build_progress_hooks, trim_metrics
 from .run_dir import check_run_dir, prepare_run_dir
 
 logger = logging.getLogger(__name__)
@@ -68,17 +68,20 @@ def build_centermask(cfg) -> torch.nn.Module:
 def resume_or_start(trainer, resume: bool, load_initial) -> None:
     """With `resume` and a checkpoint in OUTPUT_DIR: load the models, optimiser, scheduler, iteration
     and hook states from it and continue at the next iteration. Otherwise call `load_initial()` (the
-    starting weights) and start at iteration 0."""
+    starting weights) and start at iteration 0. On resume, metrics.json keeps the records up to the
+    checkpoint only: the iterations after it are trained (and recorded) again."""
     if resume and trainer.checkpointer.has_checkpoint():
         path = trainer.checkpointer.get_checkpoint_file()
         trainer.checkpointer.load(path)
         trainer.start_iter = trainer.iter + 1
         logger.info("Resuming from %s at iteration %d", path, trainer.start_iter)
-        return
-    if resume:
-        logger.info("--resume: no checkpoint in %s yet; starting at iteration 0", trainer.cfg.OUTPUT_DIR)
-    load_initial()
-    trainer.start_iter = 0
+    else:
+        if resume:
+            logger.info("--resume: no checkpoint in %s yet; starting at iteration 0", trainer.cfg.OUTPUT_DIR)
+        load_initial()
+        trainer.start_iter = 0
+    if resume and comm.is_main_process():
+        trim_metrics(Path(trainer.cfg.OUTPUT_DIR) / METRICS_FILE, trainer.start_iter - 1)
 
 
 def training_hooks(trainer, evaluate, best_metric: str) -> List[hooks.HookBase]:
