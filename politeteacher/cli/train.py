@@ -23,7 +23,7 @@ from .common import (
     ValJsonOpt,
     WeightsOpt,
 )
-from .training_options import AmpOpt, ForceOpt, ResumeOpt, launch_kwargs, training_cfg
+from .training_options import AmpOpt, ResumeOpt, TrainForceOpt, launch_kwargs, training_cfg
 
 DEFAULT_PRESET = "baseline_sup10"
 
@@ -43,7 +43,7 @@ def train_baseline(
     output_dir: OutputDirOpt = None,
     weights: WeightsOpt = None,
     resume: ResumeOpt = False,
-    force: ForceOpt = False,
+    force: TrainForceOpt = False,
     device: DeviceOpt = None,
     amp: AmpOpt = False,
     num_gpus: NumGpusOpt = 1,

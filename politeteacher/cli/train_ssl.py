@@ -24,7 +24,7 @@ from .common import (
     ValJsonOpt,
     WeightsOpt,
 )
-from .training_options import AmpOpt, ForceOpt, ResumeOpt, launch_kwargs, training_cfg
+from .training_options import AmpOpt, ResumeOpt, TrainForceOpt, launch_kwargs, training_cfg
 
 DEFAULT_PRESET = "polite_teacher_sup10"
 
@@ -45,7 +45,7 @@ def train_ssl(
     unlabeled_images: UnlabeledOpt = None,
     output_dir: OutputDirOpt = None,
     resume: ResumeOpt = False,
-    force: ForceOpt = False,
+    force: TrainForceOpt = False,
     device: DeviceOpt = None,
     amp: AmpOpt = False,
     num_gpus: NumGpusOpt = 1,

@@ -17,11 +17,20 @@ from ..errors import PoliteTeacherError
 from .common import build_cfg, data_overrides, run_overrides, split_overrides
 
 ResumeOpt = Annotated[
-    bool, typer.Option("--resume", help="Continue the run in the output folder from its last checkpoint.")
+    bool,
+    typer.Option("--resume", help="Continue the run in the output folder from its last checkpoint (on the same data)."),
 ]
 ForceOpt = Annotated[
     bool,
     typer.Option("--force", help="Start over in a non-empty output folder (deletes its checkpoints and metrics)."),
+]
+TrainForceOpt = Annotated[
+    bool,
+    typer.Option(
+        "--force",
+        help="Start over in a non-empty output folder (deletes the files a run wrote there, keeps others); "
+        "with --resume: resume on other data than the run's.",
+    ),
 ]
 AmpOpt = Annotated[bool, typer.Option("--amp", help="Mixed precision (GPU only; SOLVER.AMP.ENABLED).")]
 ModelOpt = Annotated[

@@ -120,6 +120,8 @@ class AtomicCheckpointer(DetectionCheckpointer):
     `model_best`, so that `--resume` always continues from the newest periodic or final checkpoint).
     """
 
+    _resuming: Optional[str] = None  # the checkpoint `resume` is loading
+
     def save(self, name: str, *, tag_last: bool = True, **kwargs: Any) -> None:
         if not self.save_dir or not self.save_to_disk:
             return
@@ -138,6 +140,35 @@ class AtomicCheckpointer(DetectionCheckpointer):
 
     def tag_last_checkpoint(self, last_filename_basename: str) -> None:
         atomic_write_text(os.path.join(self.save_dir, LAST_CHECKPOINT), last_filename_basename)
+
+    def resume(self, path: str) -> None:
+        """Load everything from the checkpoint at `path` to continue its run. Unlike `load`, which
+        skips what does not fit with a warning, a checkpoint of another model (or optimiser) is a
+        PoliteTeacherError: the run was resumed with another config than its own."""
+        self._resuming = path
+        try:
+            self.load(path)
+        except ValueError as e:  # the optimiser's parameter groups are another model's
+            raise self._not_this_model(path, " ".join(str(e).split())) from e
+        finally:
+            self._resuming = None
+
+    def _load_model(self, checkpoint: Dict[str, Any]):
+        incompatible = super()._load_model(checkpoint)
+        if self._resuming:
+            wrong = [f"{k} {tuple(a)} there, {tuple(b)} here" for k, a, b in incompatible.incorrect_shapes]
+            wrong += [f"{k} missing" for k in incompatible.missing_keys]
+            wrong += [f"{k} not in this model" for k in incompatible.unexpected_keys]
+            if wrong:
+                raise self._not_this_model(self._resuming, f"{len(wrong)} weights differ, e.g. {wrong[0]}")
+        return incompatible
+
+    @staticmethod
+    def _not_this_model(path, detail: str) -> PoliteTeacherError:
+        return PoliteTeacherError(
+            f"{path} does not fit the model of this config ({detail}); resume with the config of the run "
+            "that wrote it (without --preset and --config-file, its config.yaml is used), or start over with --force"
+        )
 
 
 _PERIODIC = re.compile(r"^(?P<prefix>.+)_(?P<iter>\d{7})\.pth$")

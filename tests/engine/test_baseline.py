@@ -13,7 +13,8 @@ from politeteacher.data.datasets import register_all
 from politeteacher.engine.baseline import BaselineTrainer, prepare_training_cfg, run_train_baseline
 from politeteacher.errors import PoliteTeacherError
 
-from tiny_model import TINY_MODEL
+from cli.helpers import assert_one_line_error, run_in_process
+
 
 
 def _records(run):
@@ -89,16 +90,8 @@ def test_resume_after_a_stop_repeats_the_uninterrupted_run_exactly(tiny_cfg, tmp
     assert losses(stopped) == losses(whole)
 
 
-def _train_command(data, out, *overrides):
-    """`python -m politeteacher train-baseline` on the tiny data into `out`, as a user runs it, with
-    the demo preset and SEED 7 (a config file: a top-level key is no command-line override)."""
-    config = data.root / "demo_seed7.yaml"
-    config.write_text("_BASE_: demo\nSEED: 7\n")
-    return [sys.executable, "-m", "politeteacher", "train-baseline", "--config-file", str(config),
-            "--train-json", str(data.train_json), "--train-images", str(data.train_images),
-            "--output-dir", str(out), "--weights", "none", "--device", "cpu", *TINY_MODEL,
-            "DATALOADER.NUM_WORKERS", "0", "DATASETS.SPLIT.PERCENT", "100.0", "SOLVER.WARMUP_ITERS", "2",
-            "SOLVER.LOG_PERIOD", "1", *overrides]
+def _command(train_args, out, *overrides):
+    return [sys.executable, "-m", "politeteacher", *train_args(out, *overrides)]
 
 
 def _wait_for(path, process, timeout=300):
@@ -109,33 +102,57 @@ def _wait_for(path, process, timeout=300):
         time.sleep(0.05)
 
 
-def test_resume_after_sigkill_repeats_the_uninterrupted_run_exactly(tiny_data, tmp_path):
-    # The demo preset's AdamW turns any difference in a gradient's rounding into a visible one; the
-    # kill falls after the checkpoint of iteration 2, while the run trains iteration 3 or later.
+def _recorded_after_checkpoint(run):
+    last = (run / "last_checkpoint").read_text()
+    assert last != "model_final.pth", "the run ended before it could be stopped"
+    recorded = []
+    for line in (run / "metrics.json").read_text().splitlines():
+        try:
+            recorded.append(json.loads(line)["iteration"])
+        except json.JSONDecodeError:  # being written
+            pass
+    return max(recorded) > int(last[len("model_"):-len(".pth")])
+
+
+def test_resume_after_sigkill_repeats_the_uninterrupted_run_exactly(train_args, tmp_path):
+    # The demo preset's AdamW turns any difference in a gradient's rounding into a visible one. The
+    # run is stopped (SIGSTOP) after a checkpoint, while it trains on: a second training in its
+    # folder is refused; then it is killed and resumed.
     args = ["SOLVER.MAX_ITER", "12", "SOLVER.CHECKPOINT_PERIOD", "3", "SOLVER.MAX_CHECKPOINTS_KEPT", "1"]
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
-    done = subprocess.run(_train_command(tiny_data, whole, *args), env=env, capture_output=True, text=True)
+    done = subprocess.run(_command(train_args, whole, *args), env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
 
-    run = subprocess.Popen(_train_command(tiny_data, killed, *args), env=env,
+    run = subprocess.Popen(_command(train_args, killed, *args), env=env,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        _wait_for(killed / "model_0000002.pth", run)
+        _wait_for(killed / "last_checkpoint", run)  # written after the checkpoint of iteration 2
+        while True:  # stopped where metrics.json has records after the last checkpoint
+            run.send_signal(signal.SIGSTOP)
+            os.waitpid(run.pid, os.WUNTRACED)
+            if _recorded_after_checkpoint(killed):
+                break
+            run.send_signal(signal.SIGCONT)
+            time.sleep(0.1)
+        second = run_in_process(*train_args(killed, *args, "--resume"))
+        assert_one_line_error(second, "in use by another training", f"pid {run.pid} on ")
     finally:
         run.send_signal(signal.SIGKILL)
         run.wait()
     assert run.returncode == -signal.SIGKILL and not (killed / "model_final.pth").exists()
 
-    resumed = subprocess.run(_train_command(tiny_data, killed, *args, "--resume"), env=env,
+    resumed = subprocess.run(_command(train_args, killed, *args, "--resume"), env=env,
                              capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
-    assert "Resuming from" in (killed / "log.txt").read_text()
+    log = (killed / "log.txt").read_text()
+    assert "Resuming from" in log and f"took over the lock of a training that is no longer running (pid {run.pid} " in log
     a, b = torch.load(whole / "model_final.pth"), torch.load(killed / "model_final.pth")
     _assert_same(b["model"], a["model"], "model")
     _assert_same(b["trainer"]["_trainer"]["optimizer"], a["trainer"]["_trainer"]["optimizer"], "optimizer")
-    last = lambda run: {r["iteration"]: r["total_loss"] for r in _records(run) if "total_loss" in r}
-    assert last(killed) == last(whole) and sorted(last(whole)) == list(range(12))
+    # metrics.json: each iteration once (the records after the checkpoint were dropped), as in one go.
+    losses = lambda run: [(r["iteration"], r["total_loss"]) for r in _records(run) if "total_loss" in r]
+    assert losses(killed) == losses(whole) and [i for i, _ in losses(whole)] == list(range(12))
 
 
 def test_amp_on_cpu_is_refused(tiny_cfg, tmp_path):
@@ -172,6 +189,10 @@ def test_a_random_seed_is_drawn_once_and_recorded(tiny_cfg, tmp_path):
     with pytest.raises(PoliteTeacherError, match="same SEED"):
         check_launch(cfg, 1, 2, 0, "tcp://127.0.0.1:1234")
     run = tmp_path / "run"
+    recorded = lambda: int((run / "config.yaml").read_text().split("\nSEED: ")[1].split()[0])
     run_train_baseline(tiny_cfg(run, "SEED", "-1", "SOLVER.MAX_ITER", "1", val=False))
-    assert "SEED: " in (run / "config.yaml").read_text()
-    assert int((run / "config.yaml").read_text().split("\nSEED: ")[1].split()[0]) >= 0
+    seed = recorded()
+    assert seed >= 0
+    # Resumed from a config that says "random" again (a preset), the run keeps the seed it drew.
+    run_train_baseline(tiny_cfg(run, "SEED", "-1", "SOLVER.MAX_ITER", "2", val=False), resume=True)
+    assert recorded() == seed and _iterations(run) == [0, 1]

@@ -1,5 +1,6 @@
-"""Training as a user drives it (`politeteacher train-baseline`): one-line errors for iteration
-counts, a diverged loss and a full disk."""
+"""A run folder over its life, driven as a user drives it (`politeteacher train-baseline`): --force,
+failed starts, --resume on other data, and one-line errors for iteration counts, a diverged loss
+and a full disk. (Exact resume, the lock and metrics.json on resume: test_baseline.py.)"""
 import json
 import os
 import shutil
@@ -8,14 +9,83 @@ import sys
 import textwrap
 
 import pytest
+import torch
 
 from cli.helpers import assert_one_line_error, run_in_process
 
 ENV = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
 
 
+def _tree(folder):
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+
+
 def _no_traceback(result):
     assert "Traceback" not in result.stdout + result.stderr, result.stdout + result.stderr
+
+
+def test_force_deletes_only_what_the_run_wrote_and_names_each_file(train_args, tmp_path):
+    run = tmp_path / "run"
+    first = run_in_process(*train_args(run, "SOLVER.MAX_ITER", "1", val=True))
+    assert first.returncode == 0, first.stderr
+    written = _tree(run)
+    assert "model_final.pth" in written and any(f.startswith("inference/custom_val/") for f in written)
+    # metrics.json is strict JSON: the AP values COCO leaves undefined (no large objects) are null.
+    records = [json.loads(l, parse_constant=pytest.fail) for l in (run / "metrics.json").read_text().splitlines()]
+    assert any(v is None for r in records for k, v in r.items() if "/AP" in k)
+
+    mine = {"my_backup.pth": b"weights I keep", "model_backup.pth": b"more", "inference/my_analysis.csv": b"a,b"}
+    for name, data in mine.items():
+        (run / name).write_bytes(data)
+    again = run_in_process(*train_args(run, "SOLVER.MAX_ITER", "1", "--force"))
+    assert again.returncode == 0, again.stderr
+    assert all((run / name).read_bytes() == data for name, data in mine.items())
+    assert not (run / "inference" / "custom_val").exists()  # this run has no test set
+    note = next(l for l in (run / "log.txt").read_text().splitlines() if "--force: removed" in l)
+    assert sorted(note.split("previous run: ", 1)[1].split(", ")) == written
+    assert note.split("]: ", 1)[1] in again.stdout  # on the console as well
+
+
+def test_a_failed_start_leaves_no_trace_so_the_fixed_command_runs(train_args, tiny_data, tmp_path):
+    run = tmp_path / "runs" / "baseline"
+    split = tmp_path / "split.json"
+    split.write_text('{"not": "a split"}')
+    bad_split = run_in_process(*train_args(run, "SOLVER.MAX_ITER", "1", "--split", split))
+    assert_one_line_error(bad_split, str(split))
+    assert not (tmp_path / "runs").exists()
+
+    broken = tmp_path / "broken"  # a missing image is found when its batch is read, in training
+    shutil.copytree(tiny_data.root, broken)
+    next((broken / "train").iterdir()).unlink()
+    args = train_args(run, "SOLVER.MAX_ITER", "1")
+    args[args.index(str(tiny_data.train_images))] = str(broken / "train")
+    assert run_in_process(*args).returncode != 0
+    assert not (tmp_path / "runs").exists()
+
+    fixed = run_in_process(*train_args(run, "SOLVER.MAX_ITER", "1"))
+    assert fixed.returncode == 0, fixed.stderr
+    assert (run / "model_final.pth").is_file()
+
+
+def test_resume_on_other_data_is_refused_naming_the_change_unless_forced(train_args, tiny_data, tmp_path):
+    run = tmp_path / "run"
+    assert run_in_process(*train_args(run, "SOLVER.MAX_ITER", "1")).returncode == 0
+    before = {name: (run / name).read_bytes() for name in _tree(run)}
+    other = tmp_path / "other"
+    shutil.copytree(tiny_data.root, other)
+    args = train_args(run, "SOLVER.MAX_ITER", "2", "--resume")
+    args[args.index(str(tiny_data.train_json))] = str(other / tiny_data.train_json.relative_to(tiny_data.root))
+    args[args.index(str(tiny_data.train_images))] = str(other / "train")
+
+    refused = run_in_process(*args)
+    assert_one_line_error(refused, "DATASETS.CUSTOM.TRAIN_JSON", str(tiny_data.train_json), str(other),
+                          "DATASETS.CUSTOM.TRAIN_IMAGES", "--force")
+    assert {name: (run / name).read_bytes() for name in _tree(run)} == before
+
+    forced = run_in_process(*args, "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert torch.load(run / "model_final.pth")["iteration"] == 1
+    assert str(other / "train") in (run / "config.yaml").read_text()
 
 
 @pytest.mark.parametrize("override", [("SOLVER.MAX_ITER", "0"), ("SOLVER.MAX_ITER", "-3"),
@@ -32,6 +102,7 @@ def test_a_diverged_loss_is_one_line_saying_what_to_change(train_args, tmp_path)
     assert_one_line_error(result, "training diverged", "SOLVER.BASE_LR (now 1e+06)", "SOLVER.WARMUP_ITERS (now 2)",
                           "SOLVER.CLIP_GRADIENTS.CLIP_VALUE (now 10)")
     _no_traceback(result)
+    assert not (tmp_path / "run").exists()  # nothing to resume from: nothing kept
 
 
 def _tmpfs_available():
