@@ -1,17 +1,21 @@
 """A run folder over its life, driven as a user drives it (`politeteacher train-baseline`): --force,
-failed starts, --resume on other data, and one-line errors for iteration counts, a diverged loss
-and a full disk. (Exact resume, the lock and metrics.json on resume: test_baseline.py.)"""
+failed starts, --resume on other data, Ctrl-C, and one-line errors for iteration counts, a diverged
+loss and a full disk. (Exact resume, the lock and metrics.json on resume: test_baseline.py.)"""
 import json
 import os
+import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 import torch
 
 from cli.helpers import assert_one_line_error, run_in_process
+from politeteacher.cli.training_options import resume_command
 
 ENV = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
 
@@ -86,6 +90,37 @@ def test_resume_on_other_data_is_refused_naming_the_change_unless_forced(train_a
     assert forced.returncode == 0, forced.stderr
     assert torch.load(run / "model_final.pth")["iteration"] == 1
     assert str(other / "train") in (run / "config.yaml").read_text()
+
+
+def test_resume_command_is_the_command_with_resume_and_its_folder(monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["politeteacher", "train-ssl", "--force", "-o", "x", "--preset", "demo",
+                                      "--output-dir=y", "SOLVER.MAX_ITER", "10", "--resume"])
+    assert resume_command("/runs/my run") == (
+        "politeteacher train-ssl --resume --output-dir '/runs/my run' --preset demo SOLVER.MAX_ITER 10")
+
+
+def test_ctrl_c_says_how_to_resume_and_that_command_does(train_args, tmp_path):
+    run = tmp_path / "run"
+    args = train_args(run, "SOLVER.MAX_ITER", "6", "SOLVER.CHECKPOINT_PERIOD", "2")
+    training = subprocess.Popen([sys.executable, "-m", "politeteacher", *args], env=ENV,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not (run / "last_checkpoint").exists():  # written right after model_0000001.pth
+        assert training.poll() is None and time.monotonic() < deadline, training.stderr.read()
+        time.sleep(0.05)
+    training.send_signal(signal.SIGSTOP)  # Ctrl-C while it trains iteration 2 or later
+    training.send_signal(signal.SIGINT)
+    training.send_signal(signal.SIGCONT)
+    err = training.communicate()[1]
+    assert training.returncode == 130 and "Traceback" not in err, err
+    hint = err.strip().split("Continue with: ", 1)[1]
+    assert hint.startswith(f"politeteacher train-baseline --resume --output-dir {run} ")
+    assert not (run / "model_final.pth").exists()
+
+    resumed = subprocess.run([sys.executable, "-m", *shlex.split(hint)], env=ENV, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "Resuming from" in (run / "log.txt").read_text()
+    assert torch.load(run / "model_final.pth")["iteration"] == 5
 
 
 @pytest.mark.parametrize("override", [("SOLVER.MAX_ITER", "0"), ("SOLVER.MAX_ITER", "-3"),
