@@ -114,7 +114,9 @@ def saved_config(output_dir: Path) -> Optional[dict]:
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
-        raise PoliteTeacherError(f"{path} is not valid YAML ({type(e).__name__}); restore it, or start over with --force") from None
+        raise PoliteTeacherError(
+            f"{path} is not valid YAML ({type(e).__name__}); restore it, or start over with --force"
+        ) from None
     return data if isinstance(data, dict) else None
 
 
@@ -232,7 +234,9 @@ class RunFolder:
             if self.force and not self.resume:
                 removed = _remove(run_files(self.path), self.path)
                 if removed:
-                    self.notes.append(f"--force: removed {len(removed)} files of the previous run: {', '.join(removed)}")
+                    self.notes.append(
+                        f"--force: removed {len(removed)} files of the previous run: {', '.join(removed)}"
+                    )
             elif self.resume:
                 _remove([p for p in run_files(self.path) if p.name.endswith(".tmp")], self.path)
             self._before = _snapshot(self.path)
@@ -257,14 +261,15 @@ class RunFolder:
     def _undo(self) -> None:
         from .checkpoint import atomic_write
 
-        removed = _remove([p for p in run_files(self.path) if p.relative_to(self.path).as_posix() not in self._before],
-                          self.path)
+        written = [p for p in run_files(self.path) if p.relative_to(self.path).as_posix() not in self._before]
+        removed = _remove(written, self.path)
         config = self.path / CONFIG_FILE
         if self._config is not None and config.read_bytes() != self._config:
             atomic_write(config, lambda f: f.write(self._config))
             removed.append(f"{CONFIG_FILE} (restored)")
         if removed:
-            logger.info("This start failed before its first checkpoint; undone in %s: %s", self.path, ", ".join(removed))
+            logger.info("This start failed before its first checkpoint; undone in %s: %s",
+                        self.path, ", ".join(removed))
 
     def _leave(self, failed: bool) -> None:
         self.lock.release()

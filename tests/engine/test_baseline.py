@@ -146,7 +146,8 @@ def test_resume_after_sigkill_repeats_the_uninterrupted_run_exactly(train_args, 
                              capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     log = (killed / "log.txt").read_text()
-    assert "Resuming from" in log and f"took over the lock of a training that is no longer running (pid {run.pid} " in log
+    assert "Resuming from" in log
+    assert f"took over the lock of a training that is no longer running (pid {run.pid} " in log
     a, b = torch.load(whole / "model_final.pth"), torch.load(killed / "model_final.pth")
     _assert_same(b["model"], a["model"], "model")
     _assert_same(b["trainer"]["_trainer"]["optimizer"], a["trainer"]["_trainer"]["optimizer"], "optimizer")

@@ -47,7 +47,8 @@ RUN_FILES = [
     "inference/student/custom_val/coco_instances_results.json",
 ]
 USER_FILES = ["my_backup.pth", "model_old.pth", "notes.tmp", "config.yaml.bak", "inference/my_analysis.csv",
-              "inference/custom_val/my_plot.png", "inference/teacher/my.json", "old_inference/coco_instances_results.json"]
+              "inference/custom_val/my_plot.png", "inference/teacher/my.json",
+              "old_inference/coco_instances_results.json"]
 
 
 def _write(folder, names):
@@ -87,7 +88,8 @@ def test_a_failed_start_removes_what_it_wrote_and_restores_the_config(tmp_path):
     run_dir = tmp_path / "runs" / "new"
     with pytest.raises(RuntimeError):
         with rd.RunFolder(run_dir, resume=False, force=False):
-            _write(run_dir, ["config.yaml", "log.txt", "metrics.json", "inference/custom_val/coco_instances_results.json"])
+            _write(run_dir, ["config.yaml", "log.txt", "metrics.json",
+                             "inference/custom_val/coco_instances_results.json"])
             raise RuntimeError("a missing image")
     assert not (tmp_path / "runs").exists()  # the folders it made, too
 
