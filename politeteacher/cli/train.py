@@ -23,7 +23,7 @@ from .common import (
     ValJsonOpt,
     WeightsOpt,
 )
-from .training_options import AmpOpt, ForceOpt, ResumeOpt, launch_kwargs, training_cfg
+from .training_options import AmpOpt, ResumeOpt, TrainForceOpt, launch_kwargs, resume_hint, training_cfg
 from .training_options import BoxesOnlyOpt, SkipBadImagesOpt
 
 DEFAULT_PRESET = "baseline_sup10"
@@ -44,7 +44,7 @@ def train_baseline(
     output_dir: OutputDirOpt = None,
     weights: WeightsOpt = None,
     resume: ResumeOpt = False,
-    force: ForceOpt = False,
+    force: TrainForceOpt = False,
     device: DeviceOpt = None,
     amp: AmpOpt = False,
     skip_bad_images: SkipBadImagesOpt = False,
@@ -69,9 +69,10 @@ def train_baseline(
         train_json=train_json, train_images=train_images, val_json=val_json, val_images=val_images,
         split=split, percent=percent, seed=seed,
     )
-    results = run_train_baseline(
-        cfg, resume=resume, force=force, **launch_kwargs(num_gpus, num_machines, machine_rank, dist_url)
-    )
+    with resume_hint(cfg.OUTPUT_DIR):
+        results = run_train_baseline(
+            cfg, resume=resume, force=force, **launch_kwargs(num_gpus, num_machines, machine_rank, dist_url)
+        )
     if machine_rank == 0:
         if results:
             typer.echo(format_results(results))

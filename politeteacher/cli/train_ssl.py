@@ -24,7 +24,7 @@ from .common import (
     ValJsonOpt,
     WeightsOpt,
 )
-from .training_options import AmpOpt, ForceOpt, ResumeOpt, launch_kwargs, training_cfg
+from .training_options import AmpOpt, ResumeOpt, TrainForceOpt, launch_kwargs, resume_hint, training_cfg
 from .training_options import BoxesOnlyOpt, SkipBadImagesOpt
 
 DEFAULT_PRESET = "polite_teacher_sup10"
@@ -46,7 +46,7 @@ def train_ssl(
     unlabeled_images: UnlabeledOpt = None,
     output_dir: OutputDirOpt = None,
     resume: ResumeOpt = False,
-    force: ForceOpt = False,
+    force: TrainForceOpt = False,
     device: DeviceOpt = None,
     amp: AmpOpt = False,
     skip_bad_images: SkipBadImagesOpt = False,
@@ -72,9 +72,10 @@ def train_ssl(
         train_json=train_json, train_images=train_images, val_json=val_json, val_images=val_images,
         unlabeled_images=unlabeled_images, split=split, percent=percent, seed=seed,
     )
-    results = run_train_ssl(
-        cfg, resume=resume, force=force, **launch_kwargs(num_gpus, num_machines, machine_rank, dist_url)
-    )
+    with resume_hint(cfg.OUTPUT_DIR):
+        results = run_train_ssl(
+            cfg, resume=resume, force=force, **launch_kwargs(num_gpus, num_machines, machine_rank, dist_url)
+        )
     if machine_rank == 0:
         if results:
             typer.echo(format_results(results))

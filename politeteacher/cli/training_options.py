@@ -6,22 +6,34 @@ then calls `training_cfg(...)` to get the resolved config (OUTPUT_DIR defaulting
 """
 from __future__ import annotations
 
+import shlex
+import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import typer
 from typing_extensions import Annotated
 
-from ..engine.run_dir import default_run_dir, run_config
+from ..engine.run_dir import default_run_dir, run_config, run_files
 from ..errors import PoliteTeacherError
 from .common import build_cfg, data_overrides, run_overrides, split_overrides
 
 ResumeOpt = Annotated[
-    bool, typer.Option("--resume", help="Continue the run in the output folder from its last checkpoint.")
+    bool,
+    typer.Option("--resume", help="Continue the run in the output folder from its last checkpoint (on the same data)."),
 ]
 ForceOpt = Annotated[
     bool,
     typer.Option("--force", help="Start over in a non-empty output folder (deletes its checkpoints and metrics)."),
+]
+TrainForceOpt = Annotated[
+    bool,
+    typer.Option(
+        "--force",
+        help="Start over in a non-empty output folder (deletes the files a run wrote there, keeps others); "
+        "with --resume: resume on other data than the run's.",
+    ),
 ]
 AmpOpt = Annotated[bool, typer.Option("--amp", help="Mixed precision (GPU only; SOLVER.AMP.ENABLED).")]
 SkipBadImagesOpt = Annotated[
@@ -119,6 +131,35 @@ def inference_cfg(
         config_file = run_config(Path(weights))
     flags = data_overrides(val_json=val_json, val_images=val_images) + run_overrides(device=device)
     return build_cfg(preset, config_file, list(extra), flags, default_preset=default_preset)
+
+
+def resume_command(output_dir) -> str:
+    """The command line being run, made to continue its run: --resume, the same run folder, no --force."""
+    args, value_of_output_dir = [], False
+    for a in sys.argv[1:]:
+        if value_of_output_dir:
+            value_of_output_dir = False
+        elif a in ("--output-dir", "-o"):
+            value_of_output_dir = True
+        elif not (a in ("--resume", "--force") or a.startswith(("--output-dir=", "-o"))):
+            args.append(a)
+    return shlex.join(["politeteacher", *args[:1], "--resume", "--output-dir", str(output_dir), *args[1:]])
+
+
+@contextmanager
+def resume_hint(output_dir):
+    """Ctrl-C during training ends with what to run next: the same command with --resume."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        from . import err_console
+
+        if Path(output_dir).is_dir() and run_files(output_dir):  # kept: a checkpoint was written
+            hint = f"interrupted; the checkpoints written so far are kept. Continue with: {resume_command(output_dir)}"
+        else:  # the start was undone (run_dir.RunFolder)
+            hint = "interrupted before the first checkpoint, so nothing of this run was kept; run the command again"
+        err_console.print(hint, markup=False, highlight=False, soft_wrap=True)
+        raise
 
 
 def launch_kwargs(num_gpus: int, num_machines: int, machine_rank: int, dist_url: str) -> Dict:

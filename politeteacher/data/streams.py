@@ -110,7 +110,13 @@ def _as_is(batch):
 
 
 def iteration_loader(stream: IterationBatches, start_iter: int = 0, num_workers: int = 0) -> DataLoader:
-    """An infinite loader over `stream` starting at iteration `start_iter`; order is kept with workers."""
+    """An infinite loader over `stream` starting at iteration `start_iter`; order is kept with workers.
+
+    The loader has a generator of its own: creating an iterator draws a base seed from it (unused:
+    every sample is mapped under its own seed), which from torch's global generator would shift the
+    random state of the step that first iterates (detectron2's SimpleTrainer does so inside the
+    seeded training step): a resumed run's first step would sample other mask regions than the
+    uninterrupted run did at that iteration."""
     return DataLoader(
         stream,
         sampler=_CountFrom(start_iter),
@@ -118,4 +124,5 @@ def iteration_loader(stream: IterationBatches, start_iter: int = 0, num_workers:
         num_workers=num_workers,
         collate_fn=_as_is,
         persistent_workers=num_workers > 0,
+        generator=torch.Generator(),
     )

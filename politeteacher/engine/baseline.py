@@ -15,6 +15,7 @@ it resolves datasets and weights, guards the run folder, writes config.yaml and 
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import weakref
@@ -34,13 +35,14 @@ from .checkpoint import (
     best_metric_key,
     build_checkpoint_hooks,
     load_initial_weights,
+    reporting_full_disk,
     resolve_weights,
 )
 from .evaluate import EVAL_RESULTS, build_evaluator, build_test_loader, by_dataset, coco_evaluate, write_results
 from .optim import build_optimizer
 from .launch import check_batch_split, check_launch, create_ddp_model, launch_workers, setup_logging
-from .progress import build_progress_hooks
-from .run_dir import check_run_dir, prepare_run_dir
+from .progress import METRICS_FILE, build_progress_hooks, trim_metrics
+from .run_dir import CONFIG_FILE, RunFolder, check_run_dir, data_changes, saved_config
 
 logger = logging.getLogger(__name__)
 
@@ -68,17 +70,20 @@ def build_centermask(cfg) -> torch.nn.Module:
 def resume_or_start(trainer, resume: bool, load_initial) -> None:
     """With `resume` and a checkpoint in OUTPUT_DIR: load the models, optimiser, scheduler, iteration
     and hook states from it and continue at the next iteration. Otherwise call `load_initial()` (the
-    starting weights) and start at iteration 0."""
+    starting weights) and start at iteration 0. On resume, metrics.json keeps the records up to the
+    checkpoint only: the iterations after it are trained (and recorded) again."""
     if resume and trainer.checkpointer.has_checkpoint():
         path = trainer.checkpointer.get_checkpoint_file()
-        trainer.checkpointer.load(path)
+        trainer.checkpointer.resume(path)
         trainer.start_iter = trainer.iter + 1
         logger.info("Resuming from %s at iteration %d", path, trainer.start_iter)
-        return
-    if resume:
-        logger.info("--resume: no checkpoint in %s yet; starting at iteration 0", trainer.cfg.OUTPUT_DIR)
-    load_initial()
-    trainer.start_iter = 0
+    else:
+        if resume:
+            logger.info("--resume: no checkpoint in %s yet; starting at iteration 0", trainer.cfg.OUTPUT_DIR)
+        load_initial()
+        trainer.start_iter = 0
+    if resume and comm.is_main_process():
+        trim_metrics(Path(trainer.cfg.OUTPUT_DIR) / METRICS_FILE, trainer.start_iter - 1)
 
 
 def training_hooks(trainer, evaluate, best_metric: str) -> List[hooks.HookBase]:
@@ -216,19 +221,31 @@ def finish_run(cfg, results: Dict) -> None:
         logger.warning("no curves: %s", e)
 
 
-def prepare_training_cfg(cfg, world_size: int = 1, batch_keys=("IMS_PER_BATCH",)):
-    """On the launching process, before any worker starts: refuse AMP on the CPU, check that the
-    batch totals SOLVER.<batch_keys> split evenly over `world_size` workers, register the datasets
-    (one-line errors for missing files), set the class count from the training set, resolve
-    MODEL.WEIGHTS to a local file (downloading a URL once) and a negative SEED (detectron2's
-    "random") to a drawn one, which config.yaml then records. Returns a frozen copy."""
+def check_iterations(cfg) -> None:
+    """SOLVER.MAX_ITER and SOLVER.CHECKPOINT_PERIOD count iterations: at least 1 each."""
+    for key in ("MAX_ITER", "CHECKPOINT_PERIOD"):
+        value = cfg.SOLVER.get(key)
+        if value < 1:
+            raise PoliteTeacherError(
+                f"SOLVER.{key} is {value} but counts iterations: pass at least 1, e.g. SOLVER.{key} 1000"
+            )
+
+
+def prepare_training_cfg(cfg, world_size: int = 1, batch_keys=("IMS_PER_BATCH",), recorded_seed: int = -1):
+    """On the launching process, before any worker starts: refuse AMP on the CPU and iteration counts
+    below 1, check that the batch totals SOLVER.<batch_keys> split evenly over `world_size` workers,
+    register the datasets (one-line errors for missing files), set the class count from the training
+    set, resolve MODEL.WEIGHTS to a local file (downloading a URL once) and a negative SEED
+    (detectron2's "random") to `recorded_seed` (the one a resumed run drew) or a drawn one, which
+    config.yaml then records. Returns a frozen copy."""
     from ..data.datasets import setup_datasets
 
     check_amp(cfg)
+    check_iterations(cfg)
     check_batch_split(cfg, world_size, batch_keys)
     cfg = setup_datasets(cfg)
     if cfg.SEED < 0:  # batch streams and per-iteration randomness derive from one seed for all workers
-        cfg.SEED = draw_seed()
+        cfg.SEED = recorded_seed if recorded_seed >= 0 else draw_seed()
         logger.info("SEED %d (drawn at random; recorded in config.yaml)", cfg.SEED)
     cfg.MODEL.WEIGHTS = resolve_weights(cfg.MODEL.WEIGHTS)
     cfg.freeze()
@@ -250,21 +267,37 @@ def run_training(
     """Run `train_fn(cfg, resume)` in every worker, training into cfg.OUTPUT_DIR, and return the final
     evaluation as written to eval_results.json ({} without a test set).
 
-    The run folder must be empty or new unless `resume` (continue from its last checkpoint) or
-    `force` (delete the previous run's files and start over)."""
+    The run folder must be empty or new unless `resume` (continue from its last checkpoint, on the
+    data of that run: other data are refused unless `force` too) or `force` (delete the previous
+    run's files and start over). One training at a time holds a folder; a start that fails before
+    its first checkpoint leaves the folder as it found it (see `run_dir.RunFolder`)."""
     check_launch(cfg, num_gpus, num_machines, machine_rank, dist_url)
     out = Path(cfg.OUTPUT_DIR)
     if machine_rank == 0:
         check_run_dir(out, resume=resume, force=force)  # before anything slow (datasets, downloads)
-    cfg = prepare_training_cfg(cfg, num_gpus * num_machines, batch_keys)
+    saved = saved_config(out) if resume else None
+    cfg = prepare_training_cfg(cfg, num_gpus * num_machines, batch_keys, recorded_seed=(saved or {}).get("SEED", -1))
+    changes = data_changes(cfg, saved) if saved and not force else []
+    if changes:
+        raise PoliteTeacherError(
+            f"--resume: the data differ from those of the run in {out} ({'; '.join(changes)}); pass that "
+            "run's data options again, or add --force to resume it on these data"
+        )
+    launch = functools.partial(launch_workers, train_fn, cfg, num_gpus, num_machines, machine_rank, dist_url, resume)
     if machine_rank == 0:
-        prepare_run_dir(out, resume=resume, force=force)
-        save_config(cfg, out)
+        with RunFolder(out, resume=resume, force=force) as folder:
+            with reporting_full_disk(out / CONFIG_FILE):
+                save_config(cfg, out)
+            setup_logging(str(out))
+            for note in folder.notes:
+                logger.info(note)
+            logger.info("Run folder: %s", out)
+            results = launch()
     else:
         out.mkdir(parents=True, exist_ok=True)
-    setup_logging(str(out))
-    logger.info("Run folder: %s", out)
-    results = launch_workers(train_fn, cfg, num_gpus, num_machines, machine_rank, dist_url, resume)
+        setup_logging(str(out))
+        logger.info("Run folder: %s", out)
+        results = launch()
     if results is None or num_gpus * num_machines > 1:
         path = out / EVAL_RESULTS
         return json.loads(path.read_text())["results"] if path.is_file() else {}

@@ -11,10 +11,13 @@ stateful through the trainer's checkpoint, so a resumed run keeps counting where
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import math
 import os
 import re
+import shutil
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -28,7 +31,7 @@ from ..errors import PoliteTeacherError
 
 logger = logging.getLogger(__name__)
 
-# File names in a run folder (see also `run_dir.RUN_ARTIFACTS`).
+# File names in a run folder (`run_dir.run_files` knows them all).
 LAST_CHECKPOINT = "last_checkpoint"
 FINAL_NAME = "model_final"
 BEST_NAME = "model_best"
@@ -48,23 +51,61 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def no_space(exc: Optional[BaseException]) -> Optional[OSError]:
+    """The full-disk (or quota) error behind `exc`, if any: `exc` itself, or the exception it was
+    raised from or during (torch.save reports a failed write as a RuntimeError)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+class NoSpaceError(PoliteTeacherError):
+    """A write failed because the disk (or the user's quota) is full."""
+
+    def __init__(self, path: os.PathLike | str):
+        path = Path(path)
+        folder = next((p for p in (path, *path.parents) if p.is_dir()), Path.cwd())
+        free = shutil.disk_usage(folder).free / 2**20
+        super().__init__(
+            f"no space left on the disk of {path} ({free:.0f} MiB free) while writing it; free some space "
+            "and run again (files written before, checkpoints included, are intact; --resume continues training)"
+        )
+
+
+@contextlib.contextmanager
+def reporting_full_disk(path: os.PathLike | str):
+    """Turn a full disk while writing `path` into a NoSpaceError that names it."""
+    try:
+        yield
+    except BaseException as e:
+        if no_space(e) is not None:
+            raise NoSpaceError(path) from e
+        raise
+
+
 def atomic_write(target: os.PathLike | str, write_fn) -> Path:
     """Call `write_fn(file_object)` on `target.tmp`, fsync it, and rename it over `target`.
 
     A reader sees either the old complete file or the new complete file, never a partial one; when
-    `write_fn` raises, the temporary file is removed and the old file is untouched.
+    `write_fn` raises, the temporary file is removed and the old file is untouched (a full disk is
+    a NoSpaceError naming `target`).
     """
     target = Path(target)
     tmp = target.with_name(target.name + ".tmp")
-    try:
-        with open(tmp, "wb") as f:
-            write_fn(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with reporting_full_disk(target):
+        try:
+            with open(tmp, "wb") as f:
+                write_fn(f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
     _fsync_dir(target.parent)
     return target
 
@@ -79,6 +120,8 @@ class AtomicCheckpointer(DetectionCheckpointer):
     `save(name, tag_last=False)` writes a file without pointing `last_checkpoint` at it (used for
     `model_best`, so that `--resume` always continues from the newest periodic or final checkpoint).
     """
+
+    _resuming: Optional[str] = None  # the checkpoint `resume` is loading
 
     def save(self, name: str, *, tag_last: bool = True, **kwargs: Any) -> None:
         if not self.save_dir or not self.save_to_disk:
@@ -98,6 +141,35 @@ class AtomicCheckpointer(DetectionCheckpointer):
 
     def tag_last_checkpoint(self, last_filename_basename: str) -> None:
         atomic_write_text(os.path.join(self.save_dir, LAST_CHECKPOINT), last_filename_basename)
+
+    def resume(self, path: str) -> None:
+        """Load everything from the checkpoint at `path` to continue its run. Unlike `load`, which
+        skips what does not fit with a warning, a checkpoint of another model (or optimiser) is a
+        PoliteTeacherError: the run was resumed with another config than its own."""
+        self._resuming = path
+        try:
+            self.load(path)
+        except ValueError as e:  # the optimiser's parameter groups are another model's
+            raise self._not_this_model(path, " ".join(str(e).split())) from e
+        finally:
+            self._resuming = None
+
+    def _load_model(self, checkpoint: Dict[str, Any]):
+        incompatible = super()._load_model(checkpoint)
+        if self._resuming:
+            wrong = [f"{k} {tuple(a)} there, {tuple(b)} here" for k, a, b in incompatible.incorrect_shapes]
+            wrong += [f"{k} missing" for k in incompatible.missing_keys]
+            wrong += [f"{k} not in this model" for k in incompatible.unexpected_keys]
+            if wrong:
+                raise self._not_this_model(self._resuming, f"{len(wrong)} weights differ, e.g. {wrong[0]}")
+        return incompatible
+
+    @staticmethod
+    def _not_this_model(path, detail: str) -> PoliteTeacherError:
+        return PoliteTeacherError(
+            f"{path} does not fit the model of this config ({detail}); resume with the config of the run "
+            "that wrote it (without --preset and --config-file, its config.yaml is used), or start over with --force"
+        )
 
 
 _PERIODIC = re.compile(r"^(?P<prefix>.+)_(?P<iter>\d{7})\.pth$")
@@ -214,12 +286,15 @@ def build_checkpoint_hooks(
 
 __all__ = [
     "AtomicCheckpointer",
+    "NoSpaceError",
     "BestCheckpointer",
     "PeriodicCheckpointer",
     "atomic_write",
     "atomic_write_text",
     "best_metric_key",
     "build_checkpoint_hooks",
+    "no_space",
+    "reporting_full_disk",
     "load_initial_weights",
     "resolve_weights",
     "periodic_checkpoints",

@@ -3,7 +3,8 @@
 `launch_workers(fn, cfg, num_gpus, ...)` runs `fn(cfg, *args)` in `num_gpus` processes per machine
 (one per GPU; on a machine without GPUs, CPU processes talking over gloo). Each worker first calls
 `setup_worker(cfg)`: logging to the console (main process) and `OUTPUT_DIR/log.txt`, the seed
-(`SEED + rank`), and, on the CPU, a fair share of the cores.
+(`SEED + rank`), and, on the CPU, a fair share of the cores. A worker that fails for a reason the
+user can act on (bad input, a diverged loss, a full disk) raises a PoliteTeacherError saying what to do.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from detectron2.utils import comm
 from detectron2.utils.env import seed_all_rng
 
 from ..errors import PoliteTeacherError
+from .checkpoint import NoSpaceError, no_space
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +47,42 @@ class _StdoutHandler(logging.StreamHandler):
         pass
 
 
+def _reported_in_one_line(exc: BaseException) -> bool:
+    """Errors that end a command with one `error:` line (see `_worker`)."""
+    return isinstance(exc, (PoliteTeacherError, FloatingPointError)) or no_space(exc) is not None
+
+
+def _one_line_error(exc: BaseException, cfg) -> PoliteTeacherError:
+    """What to tell the user about a full disk or a diverged loss (a non-finite loss)."""
+    full = no_space(exc)
+    if full is not None:
+        return NoSpaceError(full.filename or cfg.OUTPUT_DIR)
+    clip = cfg.SOLVER.CLIP_GRADIENTS
+    clipping = (f"a lower SOLVER.CLIP_GRADIENTS.CLIP_VALUE (now {clip.CLIP_VALUE:g})" if clip.ENABLED
+                else "SOLVER.CLIP_GRADIENTS.ENABLED True")
+    return PoliteTeacherError(
+        f"training diverged ({' '.join(str(exc).split())}); lower SOLVER.BASE_LR (now {cfg.SOLVER.BASE_LR:g}), "
+        f"set a longer SOLVER.WARMUP_ITERS (now {cfg.SOLVER.WARMUP_ITERS}) or {clipping}"
+    )
+
+
+class _LogFile(logging.FileHandler):
+    """log.txt; on a full disk it stops writing, silently: the run stops with one error line at its
+    next checkpoint or metrics write, rather than printing a logging error for every line."""
+
+    full = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.full:
+            super().emit(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if no_space(sys.exc_info()[1]) is not None:
+            self.full = True
+        else:
+            super().handleError(record)
+
+
 def setup_logging(output_dir: str | None = None, rank: int = 0, console: bool = True) -> None:
     """INFO logging of the project and detectron2 to stdout (main process only) and to
     `output_dir/log.txt` (`log.txt.rank<N>` for other ranks). Calling it again replaces the handlers
@@ -54,11 +92,14 @@ def setup_logging(output_dir: str | None = None, rank: int = 0, console: bool = 
     if console and rank == 0:
         h = _StdoutHandler()
         h.setFormatter(formatter)
+        # detectron2's trainer logs the exception it re-raises; the console shows errors the command
+        # reports in one line only that way (log.txt keeps their traceback).
+        h.addFilter(lambda record: not (record.exc_info and _reported_in_one_line(record.exc_info[1])))
         handlers.append(h)
     if output_dir:
         os.makedirs(output_dir, exist_ok=True)
         name = "log.txt" if rank == 0 else f"log.txt.rank{rank}"
-        h = logging.FileHandler(os.path.join(output_dir, name))
+        h = _LogFile(os.path.join(output_dir, name))
         h.setFormatter(formatter)
         handlers.append(h)
     for name in LOGGER_NAMES:
@@ -79,6 +120,11 @@ def setup_worker(cfg) -> None:
     setup_logging(cfg.OUTPUT_DIR, rank)
     seed = cfg.SEED if cfg.SEED >= 0 else None
     seed_all_rng(None if seed is None else seed + rank)
+    # TorchScript's profiling executor runs a scripted function (fvcore's focal loss) as profiled
+    # ops first and as fused kernels from the next calls on, which round differently: the first
+    # step of a process would differ from the same step in a longer-running one, and a resumed run
+    # from the uninterrupted run. Unoptimised execution computes every step the same way.
+    torch._C._set_graph_executor_optimize(False)
     if not cfg.MODEL.DEVICE.startswith("cuda"):
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, comm.get_local_size())))
         # Denormal floats (tiny weights and Adam moments late in training) make CPU kernels many
@@ -100,7 +146,12 @@ def create_ddp_model(model: torch.nn.Module, **kwargs: Any) -> torch.nn.Module:
 
 def _worker(fn: Callable, cfg, args: tuple) -> Any:
     setup_worker(cfg)
-    return fn(cfg, *args)
+    try:
+        return fn(cfg, *args)
+    except Exception as e:
+        if isinstance(e, PoliteTeacherError) or not _reported_in_one_line(e):
+            raise
+        raise _one_line_error(e, cfg) from e
 
 
 @contextmanager

@@ -3,13 +3,19 @@
 - `ProgressPrinter`: one log line every SOLVER.LOG_PERIOD iterations:
   `iter 40/300 (13%)  eta 0:02:10  total_loss 2.41  loss_fcos_cls 0.98 ...  lr 0.0080  0.51 s/it`
 - `ProgressBar`: a tqdm bar on the main process when stderr is a terminal; log lines are printed above it.
-- `build_writers(output_dir, max_iter, log_period)`: the printer, `metrics.json` (JSONWriter) and
+- `build_writers(output_dir, max_iter, log_period)`: the printer, `metrics.json` (`MetricsWriter`) and
   TensorBoard events (TensorboardXWriter), for `hooks.PeriodicWriter`.
+- `trim_metrics(path, last_iteration)`: what `--resume` does to metrics.json before training on.
 """
 from __future__ import annotations
 
+import json
 import logging
+import math
+import os
 import sys
+from collections import defaultdict
+from pathlib import Path
 from typing import List, Optional
 
 import torch
@@ -22,9 +28,70 @@ from detectron2.utils.events import (
     get_event_storage,
 )
 
+from .checkpoint import atomic_write_text, reporting_full_disk
 from .launch import LOGGER_NAMES
 
 METRICS_FILE = "metrics.json"
+
+
+def _record_line(record: dict) -> str:
+    """One strict-JSON line: NaN and infinity (e.g. the AP of a size no object has) become null."""
+    finite = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}
+    return json.dumps(finite, sort_keys=True, allow_nan=False) + "\n"
+
+
+class MetricsWriter(JSONWriter):
+    """detectron2's JSONWriter (the latest scalars of each iteration, one JSON record per line,
+    appended to metrics.json) writing strict JSON (`_record_line`). The file is opened at the first
+    write, so that a resumed run can trim it before (`trim_metrics`); a full disk is a NoSpaceError."""
+
+    def __init__(self, json_file: str, window_size: int = 20):
+        # Not JSONWriter.__init__, which opens the file.
+        self._path = Path(json_file)
+        self._window_size = window_size
+        self._last_write = -1
+        self._file_handle = None
+
+    def write(self) -> None:
+        storage = get_event_storage()
+        by_iter = defaultdict(dict)
+        for k, (v, it) in storage.latest_with_smoothing_hint(self._window_size).items():
+            if it > self._last_write:  # not written yet
+                by_iter[it][k] = v
+        if not by_iter:
+            return
+        self._last_write = max(by_iter)
+        lines = "".join(_record_line({**by_iter[it], "iteration": it}) for it in sorted(by_iter))
+        with reporting_full_disk(self._path):
+            if self._file_handle is None:
+                self._file_handle = open(self._path, "a")
+            self._file_handle.write(lines)
+            self._file_handle.flush()
+            os.fsync(self._file_handle.fileno())
+
+    def close(self) -> None:
+        if self._file_handle is not None:
+            self._file_handle.close()
+
+
+def trim_metrics(path: Path, last_iteration: int) -> None:
+    """Keep the records of metrics.json up to `last_iteration` (the resumed checkpoint's): a resumed
+    run writes the later iterations again. Lines cut short by a kill are dropped and the NaN literals
+    of older versions become null. Rewritten atomically, only when something changes."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    text = path.read_text()
+    kept = []
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and record.get("iteration", math.inf) <= last_iteration:
+            kept.append(_record_line(record))
+    if "".join(kept) != text:
+        atomic_write_text(path, "".join(kept))
 
 
 def _fmt(v: float) -> str:
@@ -41,7 +108,9 @@ class ProgressPrinter(CommonMetricPrinter):
     def write(self) -> None:
         storage = get_event_storage()
         it = storage.iter
-        if it == self._max_iter:  # training finished; nothing new about progress
+        # Training finished, or this iteration was written already: after_step was interrupted
+        # (Ctrl-C) after this writer, and after_train writes again (detectron2's ETA would divide by 0).
+        if it == self._max_iter or (self._last_write is not None and self._last_write[0] == it):
             return
         hist = storage.histories()
 
@@ -109,7 +178,7 @@ def build_writers(output_dir: str, max_iter: int, log_period: int = 20) -> List[
     window = max(1, min(20, log_period))
     return [
         ProgressPrinter(max_iter, window_size=window),
-        JSONWriter(f"{output_dir}/{METRICS_FILE}", window_size=window),
+        MetricsWriter(f"{output_dir}/{METRICS_FILE}", window_size=window),
         TensorboardXWriter(output_dir, window_size=window),
     ]
 

@@ -105,7 +105,8 @@ def test_non_empty_run_folder_is_refused(run, data):
                              "--weights", "none", *TINY)
     assert_one_line_error(code, out, err, "not empty", "--resume", "--force")
     assert_one_line_error(*run_in_process("train-baseline", "--preset", "demo", "--output-dir", run.dir,
-                                   "--resume", "--force"), "contradict")
+                                   "--resume", "--force"), "does not fit the model of this config",
+                          "without --preset and --config-file")
 
 
 def test_force_starts_over(data, tmp_path):

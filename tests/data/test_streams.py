@@ -49,3 +49,12 @@ def test_ranks_draw_from_disjoint_shards():
     ids_a = {i for it in range(30) for i in a.batch_indices(it)}
     ids_b = {i for it in range(30) for i in b.batch_indices(it)}
     assert ids_a and ids_b and not ids_a & ids_b
+
+
+def test_starting_a_loader_leaves_the_global_random_state_alone():
+    # detectron2's trainer starts iterating inside the seeded training step: a draw from torch's
+    # global generator there would change that step's randomness (first step after a resume).
+    loader = iteration_loader(IterationBatches(_dicts(), _mapper, 2, seed=0), start_iter=4)
+    before = torch.get_rng_state()
+    next(iter(loader))
+    assert torch.equal(torch.get_rng_state(), before)

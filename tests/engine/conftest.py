@@ -37,3 +37,23 @@ def tiny_cfg(tiny_data):
     """`tiny_cfg(output_dir, *KEY_VALUE_overrides, val=True)`: the tiny config on the tiny data,
     training into `output_dir`; `val=False` trains without a test set (no evaluation)."""
     return lambda output_dir, *overrides, val=True: _tiny_cfg(tiny_data, output_dir, *overrides, val=val)
+
+
+@pytest.fixture
+def train_args(tiny_data):
+    """`train_args(output_dir, *overrides, val=False)`: the arguments of `politeteacher train-baseline`
+    with the tiny config on the tiny data into `output_dir`, from the demo preset with SEED 7 (a
+    config file: a top-level key is no command-line override)."""
+    config = tiny_data.root / "demo_seed7.yaml"
+    config.write_text("_BASE_: demo\nSEED: 7\n")
+
+    def args(output_dir, *overrides, val=False):
+        data = ["--train-json", tiny_data.train_json, "--train-images", tiny_data.train_images]
+        if val:
+            data += ["--val-json", tiny_data.val_json, "--val-images", tiny_data.val_images]
+        options = [*TINY_MODEL, "DATALOADER.NUM_WORKERS", "0", "DATASETS.SPLIT.PERCENT", "100.0",
+                   "SOLVER.WARMUP_ITERS", "2", "SOLVER.LOG_PERIOD", "1"]
+        return [str(a) for a in ("train-baseline", "--config-file", config, *data, "--output-dir", output_dir,
+                                 "--weights", "none", "--device", "cpu", *options, *overrides)]
+
+    return args

@@ -1,4 +1,5 @@
 """Atomic checkpoint saves, retention, best-checkpoint state and weights resolution."""
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -30,6 +31,23 @@ def test_atomic_save_writes_file_and_tag_without_tmp(tmp_path):
     assert data["iteration"] == 9 and set(data) == {"model", "optimizer", "iteration"}
     assert torch.equal(data["model"]["weight"], model.weight)
 
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+def test_full_disk_is_one_line_naming_the_file_and_keeps_the_checkpoints(tmp_path):
+    # Writes into /dev/full fail with ENOSPC: the checkpoint's temporary file is made one.
+    model = nn.Linear(300, 200)
+    c = ck.AtomicCheckpointer(model, str(tmp_path))
+    c.save("model_0000004", iteration=4)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    (tmp_path / "model_0000009.pth.tmp").symlink_to("/dev/full")
+    with pytest.raises(PoliteTeacherError) as e:
+        c.save("model_0000009", iteration=9)
+    msg = str(e.value)
+    assert "\n" not in msg and "no space left" in msg and str(tmp_path / "model_0000009.pth") in msg
+    assert "MiB free" in msg and "--resume" in msg
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # no .tmp, nothing changed
+    assert torch.load(tmp_path / "model_0000004.pth")["iteration"] == 4
 
 def test_two_model_wrapper_keys_are_prefixed(tmp_path):
     c = ck.AtomicCheckpointer(TwoModels(), str(tmp_path))

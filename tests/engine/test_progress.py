@@ -1,10 +1,11 @@
-"""Progress a person can follow: the periodic line and the terminal bar."""
+"""Progress a person can follow (the periodic line and the terminal bar) and metrics.json."""
+import json
 import logging
 from types import SimpleNamespace
 
 from detectron2.utils.events import EventStorage
 
-from politeteacher.engine.progress import ProgressBar, ProgressPrinter
+from politeteacher.engine.progress import MetricsWriter, ProgressBar, ProgressPrinter, trim_metrics
 
 
 def test_progress_line_has_iteration_of_max_eta_losses_lr(caplog):
@@ -19,6 +20,20 @@ def test_progress_line_has_iteration_of_max_eta_losses_lr(caplog):
     assert "total_loss 2  loss_mask 0.5  lr 0.01  0.25 s/it" in line
 
 
+
+def test_a_second_line_for_the_same_iteration_is_skipped(caplog):
+    # Ctrl-C inside the periodic writer after this printer wrote: detectron2 writes again in
+    # after_train, at the same iteration (its ETA divided by zero there, before the timer's first value).
+    printer = ProgressPrinter(max_iter=300, window_size=1)
+    with caplog.at_level(logging.INFO, logger="politeteacher.train"), EventStorage(0) as storage:
+        storage.put_scalars(total_loss=2.0, lr=0.01)
+        printer.write()
+        storage.iter = 1
+        storage.put_scalars(total_loss=1.0, lr=0.01)
+        printer.write()
+        printer.write()
+    assert [r.getMessage().split()[1] for r in caplog.records] == ["1/300", "2/300"]
+
 def test_bar_counts_iterations_and_shows_loss(capsys):
     with EventStorage(0) as storage:
         bar = ProgressBar(enabled=True)
@@ -32,3 +47,40 @@ def test_bar_counts_iterations_and_shows_loss(capsys):
     err = capsys.readouterr().err
     assert "4/4" in err and "loss=1.5" in err and "lr=0.02" in err
     assert ProgressBar().enabled is False  # not a terminal under pytest: no bar in logs
+
+
+def _strict(line):
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(line, parse_constant=refuse)
+
+
+def test_metrics_are_strict_json_and_the_file_is_opened_at_the_first_write(tmp_path):
+    path = tmp_path / "metrics.json"
+    writer = MetricsWriter(str(path), window_size=1)
+    assert not path.exists()  # a resumed run trims it before anything is appended
+    with EventStorage(0) as storage:
+        storage.put_scalars(total_loss=1.5, smoothing_hint=False)
+        storage.put_scalar("segm/APl", float("nan"), smoothing_hint=False)
+        storage.put_scalar("bbox/APl", float("inf"), smoothing_hint=False)
+        writer.write()
+        storage.iter = 1
+        storage.put_scalars(total_loss=1.25, smoothing_hint=False)
+        writer.write()
+    writer.close()
+    records = [_strict(line) for line in path.read_text().splitlines()]
+    assert records == [{"iteration": 0, "total_loss": 1.5, "segm/APl": None, "bbox/APl": None},
+                       {"iteration": 1, "total_loss": 1.25}]
+
+
+def test_trim_keeps_the_records_up_to_the_resumed_checkpoint(tmp_path):
+    path = tmp_path / "metrics.json"
+    lines = [json.dumps({"iteration": i, "total_loss": 1.0 / (i + 1)}) for i in range(6)]
+    lines[3] = '{"iteration": 3, "segm/AP": NaN, "total_loss": 0.25}'  # what detectron2 wrote
+    path.write_text("\n".join(lines) + '\n{"iteration": 6, "total_lo')  # cut short by a kill
+    trim_metrics(path, 3)
+    records = [_strict(line) for line in path.read_text().splitlines()]
+    assert [r["iteration"] for r in records] == [0, 1, 2, 3] and records[3]["segm/AP"] is None
+    trim_metrics(path, -1)  # --resume of a run without a checkpoint starts at iteration 0
+    assert path.read_text() == ""
