@@ -120,11 +120,6 @@ def setup_worker(cfg) -> None:
     setup_logging(cfg.OUTPUT_DIR, rank)
     seed = cfg.SEED if cfg.SEED >= 0 else None
     seed_all_rng(None if seed is None else seed + rank)
-    # TorchScript's profiling executor runs a scripted function (fvcore's focal loss) as profiled
-    # ops first and as fused kernels from the next calls on, which round differently: the first
-    # step of a process would differ from the same step in a longer-running one, and a resumed run
-    # from the uninterrupted run. Unoptimised execution computes every step the same way.
-    torch._C._set_graph_executor_optimize(False)
     if not cfg.MODEL.DEVICE.startswith("cuda"):
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, comm.get_local_size())))
         # Denormal floats (tiny weights and Adam moments late in training) make CPU kernels many

@@ -12,7 +12,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
-from fvcore.nn import sigmoid_focal_loss_jit
+from fvcore.nn import sigmoid_focal_loss
 from torch import Tensor, nn
 
 from detectron2.config import configurable
@@ -238,8 +238,10 @@ def fcos_losses(
     cls_target = torch.zeros_like(logits)
     pos_inds = pos.nonzero(as_tuple=True)[0]
     cls_target[pos_inds, labels[pos_inds]] = 1.0
+    # Not fvcore's scripted twin: TorchScript runs it unfused on its first calls and fused later,
+    # which rounds differently, so a process's first step (e.g. after --resume) would differ.
     loss_cls = (
-        sigmoid_focal_loss_jit(
+        sigmoid_focal_loss(
             logits, cls_target, alpha=focal_alpha, gamma=focal_gamma, reduction="sum"
         )
         / num_pos_avg
