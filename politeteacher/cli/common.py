@@ -14,8 +14,11 @@ from typing_extensions import Annotated
 
 from ..errors import PoliteTeacherError
 
-# A detectron2 config key as written on a command line: upper-case words joined by dots.
+# A detectron2 config key as written on a command line: upper-case words joined by dots, or one of
+# the config's top-level keys (kept here rather than read from the config: the CLI starts without
+# importing detectron2; a test checks the list against the config).
 _KEY = re.compile(r"^[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)+$")
+TOP_LEVEL_KEYS = ("CUDNN_BENCHMARK", "OUTPUT_DIR", "SEED", "VERSION", "VIS_PERIOD")
 
 # Commands that take a config also take trailing `KEY VALUE` overrides (and, for predict, file names).
 EXTRA_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True}
@@ -67,7 +70,7 @@ def split_overrides(tokens: Sequence[str]) -> Tuple[List[str], List[str]]:
     overrides: List[str] = []
     i = 0
     while i < len(tokens):
-        if _KEY.match(tokens[i]):
+        if _KEY.match(tokens[i]) or tokens[i] in TOP_LEVEL_KEYS:
             if i + 1 >= len(tokens):
                 raise PoliteTeacherError(f"config override {tokens[i]} has no value; write KEY VALUE")
             overrides += [tokens[i], tokens[i + 1]]

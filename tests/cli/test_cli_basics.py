@@ -23,6 +23,20 @@ def test_presets_list_and_show():
     assert_one_line_error(run_cli("presets", "show", "nope"), "unknown preset 'nope'")
 
 
+def test_top_level_config_keys_are_overrides():
+    from politeteacher.cli.common import TOP_LEVEL_KEYS, split_overrides
+    from politeteacher.config import get_politeteacher_cfg
+
+    cfg = get_politeteacher_cfg()
+    assert set(TOP_LEVEL_KEYS) == {k for k, v in cfg.items() if not isinstance(v, dict)}
+    assert split_overrides(["a.png", "SEED", "7", "OUTPUT_DIR", "x", "SOLVER.MAX_ITER", "3"]) == (
+        ["a.png"], ["SEED", "7", "OUTPUT_DIR", "x", "SOLVER.MAX_ITER", "3"])
+    # the command gets as far as the data, past its overrides
+    out = run_cli("train-baseline", "--preset", "demo", "--train-json", "missing.json", "--train-images", ".",
+                  "SEED", "7", "OUTPUT_DIR", "x")
+    assert_one_line_error(out, "missing.json")
+
+
 def test_doctor_reports_the_stack_and_missing_coco(tmp_path):
     ok = run_cli("doctor", env={"DETECTRON2_DATASETS": str(tmp_path)})
     assert ok.returncode == 0, ok.stdout + ok.stderr
