@@ -1,3 +1,3 @@
 """politeteacher: semi-supervised instance segmentation with CenterMask and Polite Teacher."""
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"

@@ -3,6 +3,7 @@ import json
 import math
 
 import pytest
+import torch
 
 from tiny_model import TINY_MODEL
 
@@ -32,3 +33,29 @@ def test_demo_runs_the_whole_workflow(tmp_path):
 
     again = run_cli("demo", "--output-dir", "demo", *QUICK, cwd=tmp_path)
     assert_one_line_error(again, "not empty", "--force")
+
+
+@pytest.mark.slow
+def test_polite_teacher_starts_from_the_baseline_at_k_so_both_train_t_iterations(tmp_path, monkeypatch):
+    """T = the baseline's SOLVER.MAX_ITER, T - K = the second stage's: Polite Teacher starts from the
+    baseline's checkpoint at K, not from its end."""
+    import yaml
+
+    from politeteacher import demo
+
+    resolve = demo.resolve_config
+
+    def shorter_second_stage(preset=None, config_file=None, overrides=()):
+        extra = ["SOLVER.MAX_ITER", "2"] if preset == demo.SSL_PRESET else []
+        return resolve(preset, config_file, [*overrides, *extra])
+
+    monkeypatch.setattr(demo, "resolve_config", shorter_second_stage)
+    monkeypatch.chdir(tmp_path)
+    report = demo.run_demo(tmp_path / "demo", overrides=[*TINY_MODEL, "SOLVER.MAX_ITER", "4",
+                                                          "SOLVER.IMS_PER_BATCH_UNLABELED", "2"])
+    ssl_cfg = yaml.safe_load((tmp_path / "demo" / "polite_teacher" / "config.yaml").read_text())
+    assert ssl_cfg["MODEL"]["WEIGHTS"] == str(tmp_path / "demo" / "baseline" / "model_0000001.pth")
+    assert ssl_cfg["SOLVER"]["MAX_ITER"] == 2
+    assert torch.load(report.ssl_weights)["iteration"] == 1
+    assert torch.load(report.baseline_weights)["iteration"] == 3
+    assert set(report.ap) == {"baseline", "polite_teacher (teacher)"}
