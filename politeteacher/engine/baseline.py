@@ -40,7 +40,14 @@ from .checkpoint import (
 )
 from .evaluate import EVAL_RESULTS, build_evaluator, build_test_loader, by_dataset, coco_evaluate, write_results
 from .optim import build_optimizer
-from .launch import check_batch_split, check_launch, create_ddp_model, launch_workers, setup_logging
+from .launch import (
+    check_batch_split,
+    check_launch,
+    close_log_files,
+    create_ddp_model,
+    launch_workers,
+    setup_logging,
+)
 from .progress import METRICS_FILE, build_progress_hooks, trim_metrics
 from .run_dir import CONFIG_FILE, RunFolder, check_run_dir, data_changes, saved_config
 
@@ -284,20 +291,23 @@ def run_training(
             "run's data options again, or add --force to resume it on these data"
         )
     launch = functools.partial(launch_workers, train_fn, cfg, num_gpus, num_machines, machine_rank, dist_url, resume)
-    if machine_rank == 0:
-        with RunFolder(out, resume=resume, force=force) as folder:
-            with reporting_full_disk(out / CONFIG_FILE):
-                save_config(cfg, out)
+    try:
+        if machine_rank == 0:
+            with RunFolder(out, resume=resume, force=force) as folder:
+                with reporting_full_disk(out / CONFIG_FILE):
+                    save_config(cfg, out)
+                setup_logging(str(out))
+                for note in folder.notes:
+                    logger.info(note)
+                logger.info("Run folder: %s", out)
+                results = launch()
+        else:
+            out.mkdir(parents=True, exist_ok=True)
             setup_logging(str(out))
-            for note in folder.notes:
-                logger.info(note)
             logger.info("Run folder: %s", out)
             results = launch()
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        setup_logging(str(out))
-        logger.info("Run folder: %s", out)
-        results = launch()
+    finally:
+        close_log_files()
     if results is None or num_gpus * num_machines > 1:
         path = out / EVAL_RESULTS
         return json.loads(path.read_text())["results"] if path.is_file() else {}

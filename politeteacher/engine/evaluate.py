@@ -162,7 +162,7 @@ def run_evaluate(
     Returns {dataset: {"bbox": {"AP", "AP50", "AP75", "APs", "APm", "APl", "AP-<class>"...},
     "segm": {...}}} (values in percent; NaN where COCO defines none).
     """
-    from .launch import check_launch, launch_workers, setup_logging
+    from .launch import check_launch, close_log_files, launch_workers, setup_logging
 
     if not weights:
         raise PoliteTeacherError("no weights to evaluate; pass --weights path/to/model_final.pth")
@@ -173,8 +173,11 @@ def run_evaluate(
     check_launch(cfg, num_gpus, num_machines, machine_rank, dist_url)
     writable_folder(cfg.OUTPUT_DIR, "--output-dir")
     setup_logging(cfg.OUTPUT_DIR)
-    results = launch_workers(evaluate_checkpoint, cfg, num_gpus, num_machines, machine_rank, dist_url,
-                             str(weights), which)
+    try:
+        results = launch_workers(evaluate_checkpoint, cfg, num_gpus, num_machines, machine_rank, dist_url,
+                                 str(weights), which)
+    finally:
+        close_log_files()
     if results is None:  # several processes: read what the main worker wrote
         path = Path(cfg.OUTPUT_DIR) / EVAL_RESULTS
         results = json.loads(path.read_text())["results"] if path.is_file() else {}

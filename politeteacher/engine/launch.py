@@ -114,6 +114,16 @@ def setup_logging(output_dir: str | None = None, rank: int = 0, console: bool = 
             lg.addHandler(h)
 
 
+
+def close_log_files() -> None:
+    """Detach and close the log files `setup_logging` opened: a run's log.txt records that run only,
+    not what a later command in the same process (a notebook, the demo, a test) logs."""
+    for name in LOGGER_NAMES:
+        lg = logging.getLogger(name)
+        for old in [h for h in lg.handlers if isinstance(h, _LogFile)]:
+            lg.removeHandler(old)
+            old.close()
+
 def setup_worker(cfg) -> None:
     """Per-process setup before building a trainer: logging, seed, CPU threads."""
     rank = comm.get_rank()
