@@ -1,4 +1,7 @@
 import json
+import os
+import subprocess
+import sys
 
 from politeteacher import __version__
 
@@ -92,3 +95,14 @@ def test_bad_inputs_end_in_one_line(tmp_path):
         run_cli("split", "--dataset", "demo_train", "--percent", "10", "--from-ut", tmp_path / "nope.txt"),
         "nope.txt",
     )
+
+
+def test_the_command_waits_passively_for_openmp_unless_the_user_chose():
+    """OpenMP reads OMP_WAIT_POLICY when torch loads it: the command sets it before that."""
+    code = "import politeteacher.cli, os, torch; print(os.environ['OMP_WAIT_POLICY'])"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "PASSIVE"
+    out = subprocess.run([sys.executable, "-c", code], env={**env, "OMP_WAIT_POLICY": "ACTIVE"},
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "ACTIVE"
