@@ -162,3 +162,33 @@ def test_split_reports_instances_per_class(tmp_path):
     warnings = [l for l in out.stderr.splitlines() if l.startswith("warning:")]
     assert len(warnings) == 1 and "ghost" in warnings[0] and "common" not in warnings[0], out.stderr
     assert ("rare" in warnings[0]) == (not rare_labelled)
+
+
+def test_doctor_fixes_every_failing_row_counts_images_and_wraps_paths(tmp_path, monkeypatch):
+    from politeteacher.cli.doctor import collect_checks
+
+    deep = tmp_path / ("a_folder_name_long_enough_that_paths_pass_eighty_columns_" * 2)
+    (deep / "coco" / "val2017").mkdir(parents=True)
+    (deep / "coco" / "annotations").mkdir()
+    (deep / "coco" / "annotations" / "instances_val2017.json").write_text("{}")
+    for i in range(3):
+        (deep / "coco" / "val2017" / f"{i:012d}.jpg").write_bytes(b"")
+    (deep / "coco" / "val2017" / "notes.txt").write_text("not an image")
+    monkeypatch.setenv("DETECTRON2_DATASETS", str(deep))
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+
+    rows = {row.check: row for row in collect_checks()}
+    assert all(row.fix for row in rows.values() if not row.ok), rows  # without --require-coco too
+    assert not rows["dataset coco_2017_train"].ok and "DETECTRON2_DATASETS" in rows["dataset coco_2017_train"].fix
+    assert rows["dataset coco_2017_val"].ok and "found: 3 images in" in rows["dataset coco_2017_val"].value
+    assert not rows["OMP_WAIT_POLICY"].ok and "OMP_WAIT_POLICY=PASSIVE" in rows["OMP_WAIT_POLICY"].fix
+    assert not rows["OMP_WAIT_POLICY"].required and not rows["dataset coco_2017_train"].required
+
+    out = run_in_process("doctor")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "…" not in out.stdout
+    values = "".join(line.split("│")[2].strip() for line in out.stdout.splitlines() if line.count("│") == 5)
+    assert str(deep / "coco" / "val2017") in values and str(deep / "coco" / "train2017") in values
+    assert run_in_process("doctor", "--require-coco").returncode == 1
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    assert {row.check: row for row in collect_checks()}["OMP_WAIT_POLICY"].ok
