@@ -265,8 +265,15 @@ def resolve_config(
         raise ConfigError(f"bad config value: {e}") from e
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
         if "MODEL.DEVICE" in list(overrides)[::2]:
-            raise ConfigError("MODEL.DEVICE cuda was asked for but torch sees no GPU; use cpu")
+            raise ConfigError(f"MODEL.DEVICE {cfg.MODEL.DEVICE} was asked for but torch sees no GPU; use cpu")
         cfg.MODEL.DEVICE = "cpu"  # detectron2's default is cuda; a machine without a GPU runs on its CPU
+    if cfg.MODEL.DEVICE.startswith("cuda:"):
+        have = torch.cuda.device_count()
+        index = cfg.MODEL.DEVICE[len("cuda:"):]
+        if not index.isdigit() or int(index) >= have:
+            raise ConfigError(
+                f"MODEL.DEVICE {cfg.MODEL.DEVICE}: torch sees {have} GPU(s), cuda:0 to cuda:{have - 1}"
+            )
     return cfg
 
 

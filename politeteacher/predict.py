@@ -185,7 +185,7 @@ def output_folder(requested: os.PathLike | str, inputs: Sequence[Path]) -> Path:
     PoliteTeacherError when it is a file or holds any of `inputs` (overlays would mix with them)."""
     base = Path(requested).expanduser().absolute()
     if base.exists() and not base.is_dir():
-        raise PoliteTeacherError(f"output folder {base} is a file; pass a folder to --output")
+        raise PoliteTeacherError(f"output folder {base} is a file; pass a folder to --output-dir")
     folder, n = base, 1
     while (folder.exists() and not folder.is_dir()) or any((folder / f).exists() for f in RESULT_FILES):
         n += 1
@@ -195,7 +195,7 @@ def output_folder(requested: os.PathLike | str, inputs: Sequence[Path]) -> Path:
     if held:
         shown = ", ".join(held[:3]) + (", ..." if len(held) > 3 else "")
         raise PoliteTeacherError(
-            f"output folder {folder} holds input images ({shown}); pass another folder to --output"
+            f"output folder {folder} holds input images ({shown}); pass another folder to --output-dir"
         )
     return folder
 
@@ -226,7 +226,7 @@ class ResultWriter:
         from .engine.outputs import writable_folder
 
         if self._stream is None:
-            writable_folder(self.folder, "--output")
+            writable_folder(self.folder, "--output-dir")
             try:
                 self._stream = open(self.stream_path, "x", encoding="utf-8")
             except FileExistsError:

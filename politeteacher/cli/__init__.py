@@ -12,11 +12,107 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import typer
 from rich.console import Console
+from typer.core import TyperCommand, TyperGroup
 
 from .. import __version__
 from ..errors import PoliteTeacherError
 
-app = typer.Typer(
+from typer import Abort
+
+try:  # recent typer carries its own copy of click
+    from typer._click.exceptions import ClickException, UsageError
+except ImportError:  # pragma: no cover
+    from click.exceptions import ClickException, UsageError
+
+
+def _readable(param) -> None:
+    """Help as it reads best: a switch shows no value type (`--resume`, not `--resume <bool>`), and a
+    positional argument shows its name only (not `<list[str]>`)."""
+    if param is None:
+        return
+    if getattr(param, "is_flag", False) and param.metavar is None:
+        param.metavar = ""
+    elif param.param_type_name == "argument":
+        param.display_type_rich = lambda ctx: None
+
+
+def _one_line_error(e: ClickException) -> None:
+    """A usage error in the tool's own style: `error: ...` on one line, and where to look for help."""
+    message = " ".join(e.format_message().split()).rstrip(".")
+    if message[:1].isupper() and message[1:2].islower():
+        message = message[0].lower() + message[1:]
+    ctx = getattr(e, "ctx", None)
+    if ctx is not None and isinstance(e, UsageError):
+        message += f"; see `{ctx.command_path} --help`"
+    print(f"error: {message}", file=sys.stderr)
+
+
+class Command(TyperCommand):
+    """A command whose help shows switches as switches, readable types, and `[KEY VALUE]...` in its
+    usage line when it takes trailing config overrides."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            _readable(param)
+
+    def get_help_option(self, ctx):
+        option = super().get_help_option(ctx)
+        _readable(option)
+        return option
+
+    def collect_usage_pieces(self, ctx) -> list:
+        pieces = super().collect_usage_pieces(ctx)
+        if (self.context_settings or {}).get("allow_extra_args"):
+            pieces.append("[KEY VALUE]...")
+        return pieces
+
+
+class Group(TyperGroup):
+    """The command group: readable help like `Command`, and usage errors (an unknown option, an extra
+    argument, a missing value) as one `error:` line with exit code 2 instead of a framed box."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            _readable(param)
+
+    def get_help_option(self, ctx):
+        option = super().get_help_option(ctx)
+        _readable(option)
+        return option
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except ClickException as e:
+            if type(e).__name__ == "NoArgsIsHelpError":  # the help, already printed
+                if e.format_message().strip():
+                    e.show()
+            else:
+                _one_line_error(e)
+            sys.exit(e.exit_code)
+        except Abort:
+            print("Aborted!", file=sys.stderr)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+class Typer(typer.Typer):
+    """`typer.Typer` whose groups and commands are `Group` and `Command` unless told otherwise."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("cls", Group)
+        super().__init__(*args, **kwargs)
+
+    def command(self, *args, **kwargs):
+        kwargs.setdefault("cls", Command)
+        return super().command(*args, **kwargs)
+
+
+app = Typer(
     name="politeteacher",
     help="Semi-supervised instance segmentation: CenterMask trained with Polite Teacher, on detectron2.",
     no_args_is_help=True,

@@ -42,17 +42,30 @@ ValJsonOpt = Annotated[Optional[Path], typer.Option("--val-json", help="COCO JSO
 ValImagesOpt = Annotated[Optional[Path], typer.Option("--val-images", help="Folder of your validation images.")]
 UnlabeledOpt = Annotated[
     Optional[List[Path]],
-    typer.Option("--unlabeled-images", help="Folder of raw images added to the unlabelled pool (repeatable)."),
+    typer.Option("--unlabeled-images", metavar="FOLDER", help="Folder of raw images added to the unlabelled pool (repeatable)."),
 ]
 SplitFileOpt = Annotated[Optional[Path], typer.Option("--split", help="Split file from `politeteacher split`.")]
 PercentOpt = Annotated[
     Optional[float], typer.Option("--percent", help="Labelled percent, to make a split on the fly.")
 ]
-SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Seed of the split made on the fly.")]
-DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="cpu or cuda (default: cuda if available).")]
+SplitSeedOpt = Annotated[Optional[int], typer.Option("--split-seed", help="Seed of the split made on the fly.")]
+SeedOpt = Annotated[
+    Optional[int], typer.Option("--seed", help="Training seed (the config's SEED; -1: a random one, logged).")
+]
+DeviceOpt = Annotated[
+    Optional[str],
+    typer.Option("--device", help="cpu, cuda or cuda:N, the GPU numbered N (MODEL.DEVICE; default: cuda if available)."),
+]
+# The spelling of --output-dir before 0.3.0 on predict, plot and split; kept for one version.
+OldOutputOpt = Annotated[Optional[Path], typer.Option("--output", hidden=True)]
 WeightsOpt = Annotated[
     Optional[str],
     typer.Option("--weights", help="Checkpoint or backbone weights to start from; '' or none: from scratch."),
+]
+CheckpointOpt = Annotated[
+    Optional[str],
+    typer.Option("--weights", help="Checkpoint to use (default: the newest run's model_best.pth, else "
+                 "model_final.pth, under runs/)."),
 ]
 NumGpusOpt = Annotated[
     int, typer.Option("--num-gpus", help="Processes per machine (GPUs; on a CPU-only machine, CPU workers).")
@@ -62,6 +75,20 @@ MachineRankOpt = Annotated[int, typer.Option("--machine-rank", help="Rank of thi
 DistUrlOpt = Annotated[
     str, typer.Option("--dist-url", help="Rendezvous URL of process 0 (detectron2's meaning); 'auto' on one machine.")
 ]
+
+
+_DEVICE = re.compile(r"^(cpu|cuda(:[0-9]+)?)$")
+
+
+def deprecated_alias(old_value, new_value, old: str, new: str):
+    """The value of an option given under its old name `old` (with one line on stderr saying so), or
+    of its new name `new`; both at once is an error."""
+    if old_value is None:
+        return new_value
+    if new_value is not None:
+        raise PoliteTeacherError(f"{old} and {new} are the same option; pass {new} only")
+    typer.echo(f"{old} is deprecated, use {new}", err=True)
+    return old_value
 
 
 def split_overrides(tokens: Sequence[str]) -> Tuple[List[str], List[str]]:
@@ -89,7 +116,7 @@ def data_overrides(
     unlabeled_images: Optional[Sequence[Path]] = None,
     split: Optional[Path] = None,
     percent: Optional[float] = None,
-    seed: Optional[int] = None,
+    split_seed: Optional[int] = None,
 ) -> List[str]:
     """Config overrides for the dataset and split flags that were given."""
     out: List[str] = []
@@ -113,27 +140,32 @@ def data_overrides(
         if not 0 < percent < 100:
             raise PoliteTeacherError(f"--percent must be in (0, 100), got {percent:g}")
         out += ["DATASETS.SPLIT.PERCENT", repr(float(percent)), "DATASETS.SPLIT.FILE", ""]
-    if seed is not None:
-        out += ["DATASETS.SPLIT.SEED", str(seed)]
+    if split_seed is not None:
+        out += ["DATASETS.SPLIT.SEED", str(split_seed)]
     return out
 
 
 def run_overrides(
-    output_dir: Optional[Path] = None, device: Optional[str] = None, weights: Optional[str] = None
+    output_dir: Optional[Path] = None,
+    device: Optional[str] = None,
+    weights: Optional[str] = None,
+    seed: Optional[int] = None,
 ) -> List[str]:
-    """Config overrides for the run folder, device and starting weights."""
+    """Config overrides for the run folder, device, starting weights and training seed."""
     out: List[str] = []
     if output_dir is not None:
         out += ["OUTPUT_DIR", str(Path(output_dir).expanduser().resolve())]
     if device is not None:
-        if device not in ("cpu", "cuda"):
-            raise PoliteTeacherError(f"--device must be cpu or cuda, got '{device}'")
+        if not _DEVICE.match(device):
+            raise PoliteTeacherError(f"--device must be cpu, cuda or cuda:N (N a GPU number), got '{device}'")
         out += ["MODEL.DEVICE", device]
     if weights is not None:
         w = "" if weights.lower() in ("", "none") else weights
         if w and "://" not in w and not Path(w).expanduser().is_file():
             raise PoliteTeacherError(f"weights file {w} not found; pass a .pth/.pkl checkpoint, or none")
         out += ["MODEL.WEIGHTS", str(Path(w).expanduser().resolve()) if w and "://" not in w else w]
+    if seed is not None:
+        out += ["SEED", str(seed)]
     return out
 
 

@@ -1,9 +1,11 @@
 """`politeteacher doctor`: is this machine ready to train, and where are the datasets looked up?"""
 from __future__ import annotations
 
+import os
 import platform
 import sys
-from typing import List, Tuple
+from pathlib import Path
+from typing import List, NamedTuple
 
 import typer
 from rich.console import Console
@@ -11,17 +13,32 @@ from rich.table import Table
 
 from . import app
 
-# (check, value, ok, fix)
-Row = Tuple[str, str, bool, str]
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+class Row(NamedTuple):
+    """One line of doctor's table. A row that is not ok has a fix; it makes doctor fail when required."""
+
+    check: str
+    value: str
+    ok: bool
+    fix: str
+    required: bool = True
+
+
+def count_images(folder: Path) -> int:
+    """Image files directly in ``folder``."""
+    with os.scandir(folder) as entries:
+        return sum(1 for e in entries if os.path.splitext(e.name)[1].lower() in IMAGE_SUFFIXES and e.is_file())
 
 
 def _detectron2_rows() -> List[Row]:
     try:
         import detectron2
     except ImportError as e:
-        return [("detectron2", f"not importable ({e})", False,
+        return [Row("detectron2", f"not importable ({e})", False,
                  "run `make env`, or `pip install sal-detectron2==0.7.2` for Python 3.10 + torch 2.3.1")]
-    rows: List[Row] = [("detectron2", f"{detectron2.__version__} at {detectron2.__path__[0]}", True, "")]
+    rows: List[Row] = [Row("detectron2", f"{detectron2.__version__} at {detectron2.__path__[0]}", True, "")]
     try:
         import torch
         from detectron2.layers import ROIAlign, batched_nms
@@ -29,38 +46,50 @@ def _detectron2_rows() -> List[Row]:
         boxes = torch.tensor([[0.0, 0.0, 4.0, 4.0], [0.0, 0.0, 4.0, 4.1]])
         batched_nms(boxes, torch.tensor([0.9, 0.8]), torch.tensor([0, 0]), 0.5)
         ROIAlign((2, 2), 1.0, 0, aligned=True)(torch.rand(1, 1, 8, 8), torch.tensor([[0.0, 0, 0, 4, 4]]))
-        rows.append(("detectron2 compiled ops", "load and run on CPU", True, ""))
+        rows.append(Row("detectron2 compiled ops", "load and run on CPU", True, ""))
     except Exception as e:  # any failure here means a broken build; say which
-        rows.append(("detectron2 compiled ops", f"fail: {e}".splitlines()[0], False,
+        rows.append(Row("detectron2 compiled ops", f"fail: {e}".splitlines()[0], False,
                      "reinstall detectron2 built for this torch (see README, 'Your own detectron2')"))
     return rows
 
 
 def collect_checks(require_coco: bool = False) -> List[Row]:
-    """Every check doctor prints; a row that is not ok and has a fix makes doctor fail."""
+    """Every check doctor prints; a row that is not ok says how to fix it, and makes doctor fail when it
+    is required (COCO only with ``require_coco``; the OpenMP hint never)."""
     rows: List[Row] = []
     py_ok = sys.version_info >= (3, 10)
-    rows.append(("Python", f"{platform.python_version()} ({sys.executable})", py_ok,
+    rows.append(Row("Python", f"{platform.python_version()} ({sys.executable})", py_ok,
                  "" if py_ok else "use Python 3.10 (`make env` finds it under pyenv)"))
     try:
         import torch
         import torchvision
 
-        rows.append(("torch", f"{torch.__version__}, torchvision {torchvision.__version__}", True, ""))
+        rows.append(Row("torch", f"{torch.__version__}, torchvision {torchvision.__version__}", True, ""))
         n = torch.cuda.device_count() if torch.cuda.is_available() else 0
         cuda = f"CUDA {torch.version.cuda}, {n} GPU(s)" if n else "no GPU: training runs on the CPU"
-        rows.append(("CUDA", cuda, True, ""))
+        rows.append(Row("CUDA", cuda, True, ""))
     except ImportError as e:
-        rows.append(("torch", f"not importable ({e})", False, "run `make env`"))
+        rows.append(Row("torch", f"not importable ({e})", False, "run `make env`"))
     rows += _detectron2_rows()
-    from ..data.datasets import dataset_presence
+    omp = os.environ.get("OMP_WAIT_POLICY")
+    rows.append(Row("OMP_WAIT_POLICY", omp or "unset", bool(omp),
+                    "the politeteacher command sets PASSIVE itself; with the Python API on a shared CPU, "
+                    "export OMP_WAIT_POLICY=PASSIVE before importing torch (spinning OpenMP threads can make "
+                    "a step several times slower; README, 'Benchmarks')", required=False))
+    from ..data.datasets import coco_locations
 
-    for name, (where, present) in dataset_presence().items():
-        fix = "" if present else (
-            f"put COCO under {where} or point DETECTRON2_DATASETS at its parent (see README)"
-        )
-        rows.append((f"dataset {name}", f"{'found' if present else 'missing'}: {where}", present,
-                     fix if require_coco else ""))
+    for name, (json_file, image_root) in coco_locations().items():
+        json_file, image_root = json_file.absolute(), image_root.absolute()
+        present = json_file.is_file() and image_root.is_dir()
+        if present:
+            value = f"found: {count_images(image_root)} images in {image_root}, annotations {json_file}"
+            fix = ""
+        else:
+            lacking = [str(p) for p in (image_root, json_file) if not p.exists()]
+            value = f"missing: {' and '.join(lacking) or image_root}"
+            fix = ("put COCO 2017 there, or point DETECTRON2_DATASETS at the folder holding coco/ "
+                   "(README, 'Getting COCO'); needed for COCO only")
+        rows.append(Row(f"dataset {name}", value, present, fix, required=require_coco))
     return rows
 
 
@@ -70,12 +99,16 @@ def doctor(
 ) -> None:
     """Check Python, torch, CUDA, detectron2 and where datasets are looked up."""
     rows = collect_checks(require_coco)
-    table = Table("check", "value", "", "fix")
-    for check, value, ok, fix in rows:
-        mark = "[green]ok[/]" if ok else ("[red]FAIL[/]" if fix else "[yellow]--[/]")
+    table = Table()
+    table.add_column("check", no_wrap=True)
+    table.add_column("value", overflow="fold")  # long paths wrap, never cut
+    table.add_column("", no_wrap=True)
+    table.add_column("fix", overflow="fold")
+    for check, value, ok, fix, required in rows:
+        mark = "[green]ok[/]" if ok else ("[red]FAIL[/]" if required else "[yellow]--[/]")
         table.add_row(check, value, mark, fix)
     Console().print(table)
-    failed = [r for r in rows if not r[2] and r[3]]
+    failed = [r for r in rows if not r.ok and r.required]
     if failed:
         Console(stderr=True).print(f"[red]{len(failed)} required check(s) failed[/]; see the fix column")
         raise typer.Exit(1)

@@ -19,7 +19,7 @@ from .common import (
     PresetOpt,
     ValImagesOpt,
     ValJsonOpt,
-    WeightsOpt,
+    CheckpointOpt,
 )
 from .training_options import ModelOpt, config_overrides_only, inference_cfg, launch_kwargs, weights_or_latest_run
 
@@ -36,7 +36,7 @@ def default_eval_dir(weights: str, model: str) -> Path:
 @app.command("eval", context_settings=EXTRA_ARGS)
 def eval_(
     ctx: typer.Context,
-    weights: WeightsOpt = None,
+    weights: CheckpointOpt = None,
     model: ModelOpt = "teacher",
     preset: PresetOpt = None,
     config_file: ConfigFileOpt = None,

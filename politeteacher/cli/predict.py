@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import List, Optional
 
 import typer
 from typing_extensions import Annotated
 
 from . import app
 from ..errors import PoliteTeacherError
-from .common import EXTRA_ARGS, ConfigFileOpt, DeviceOpt, PresetOpt, WeightsOpt, split_overrides
+from .common import (
+    EXTRA_ARGS, CheckpointOpt, ConfigFileOpt, DeviceOpt, OldOutputOpt, PresetOpt, deprecated_alias, split_overrides,
+)
 from .training_options import ModelOpt, inference_cfg, weights_or_latest_run
 
 DEFAULT_PRESET = "baseline_sup10"
@@ -17,21 +20,26 @@ DEFAULT_PRESET = "baseline_sup10"
 @app.command("predict", context_settings=EXTRA_ARGS)
 def predict(
     ctx: typer.Context,
-    weights: WeightsOpt = None,
+    images: Annotated[
+        Optional[List[str]],
+        typer.Argument(metavar="IMAGE|FOLDER|GLOB", show_default=False,
+                       help="Image files, folders of images or glob patterns; trailing KEY VALUE pairs "
+                       "override config keys."),
+    ] = None,
+    weights: CheckpointOpt = None,
     threshold: Annotated[float, typer.Option("--threshold", help="Keep detections with score >= this.")] = 0.5,
-    output: Annotated[
-        Path,
-        typer.Option("--output", "-o", help="Folder for overlays and results; when it holds earlier results, "
-                     "the next free numbered one (runs/predict2, ...)."),
-    ] = Path("runs/predict"),
+    output_dir: Annotated[
+        Optional[Path],
+        typer.Option("--output-dir", "-o", help="Folder for overlays and results (default: runs/predict); when "
+                     "it holds earlier results, the next free numbered one (runs/predict2, ...)."),
+    ] = None,
+    output: OldOutputOpt = None,
     model: ModelOpt = "teacher",
     preset: PresetOpt = None,
     config_file: ConfigFileOpt = None,
     device: DeviceOpt = None,
 ) -> None:
     """Segment images: overlays and a COCO results JSON.
-
-    Usage: politeteacher predict IMAGE|FOLDER|GLOB ... [--weights W] [KEY VALUE ...]
 
     Without --weights, the newest run's model_best.pth (else model_final.pth) under runs/ is used.
     The config is --preset/--config-file if given, else the config.yaml of the checkpoint's run.
@@ -42,16 +50,17 @@ def predict(
     """
     from ..predict import predict as run_predict
 
-    items, overrides = split_overrides(ctx.args)
+    items, overrides = split_overrides([*(images or []), *ctx.args])
     unknown = [t for t in items if t.startswith("-") and not Path(t).exists()]
     if unknown:
         raise PoliteTeacherError(f"unknown option(s) {' '.join(unknown)}; see `politeteacher predict --help`")
     if not items:
         raise PoliteTeacherError("no images given; pass image files, folders or glob patterns")
+    output_dir = deprecated_alias(output, output_dir, "--output", "--output-dir") or Path("runs/predict")
     weights = weights_or_latest_run(weights)
     cfg = inference_cfg(weights, overrides, default_preset=DEFAULT_PRESET, preset=preset,
                         config_file=config_file, device=device)
-    report = run_predict(cfg, items, weights, output, threshold=threshold, which=model)
+    report = run_predict(cfg, items, weights, output_dir, threshold=threshold, which=model)
     for path, why in report.skipped:
         typer.echo(f"skipped {path}: {why}", err=True)
     typer.echo(

@@ -6,9 +6,9 @@ from rich.console import Console
 from rich.table import Table
 
 from ..presets import preset_path, presets_by_family
-from . import app
+from . import Typer, app
 
-presets_app = typer.Typer(help="List and show the built-in presets.", no_args_is_help=True)
+presets_app = Typer(help="List and show the built-in presets.", no_args_is_help=True)
 app.add_typer(presets_app, name="presets")
 
 

@@ -8,7 +8,7 @@ import typer
 
 from ..errors import PoliteTeacherError
 from . import app
-from .common import DatasetOpt, TrainImagesOpt, TrainJsonOpt
+from .common import DatasetOpt, OldOutputOpt, TrainImagesOpt, TrainJsonOpt, deprecated_alias
 
 
 def _dataset_argument(dataset: Optional[str], train_json: Optional[Path], train_images: Optional[Path]) -> str:
@@ -31,20 +31,44 @@ def _check_output(split, output: Path, force: bool) -> None:
             same = False
         if not same:
             raise PoliteTeacherError(
-                f"{output} already exists with another split; pass another --output, or --force to replace it"
+                f"{output} already exists with another split; pass another --output-dir, or --force to replace it"
             )
+
+
+def _print_counts(counts) -> None:
+    """The instances per class of both parts, as a table; one warning line for classes that have no
+    labelled instance (the model then learns them from pseudo-labels only, if at all)."""
+    if not counts:
+        return
+    width = max(len("class"), *(len(name) for name, _, _ in counts))
+    typer.echo(f"{'class':<{width}}  {'labelled':>8}  {'unlabelled':>10}")
+    for name, lab, unl in counts:
+        typer.echo(f"{name:<{width}}  {lab:>8}  {unl:>10}")
+    missing = [name for name, lab, _ in counts if lab == 0]
+    if missing:
+        typer.echo(
+            f"warning: no labelled instance of {len(missing)} class(es): {', '.join(missing)}; "
+            "a larger --percent or another --split-seed may cover them",
+            err=True,
+        )
 
 
 @app.command()
 def split(
     percent: float = typer.Option(..., "--percent", help="Percent of the annotated images to label, in (0, 100)."),
-    seed: int = typer.Option(1, "--seed", help="Seed of the random choice (the paper uses 1)."),
+    split_seed: Optional[int] = typer.Option(
+        None, "--split-seed", help="Seed of the random choice (default 1, as in the paper)."
+    ),
+    seed: Optional[int] = typer.Option(None, "--seed", hidden=True),  # before 0.3.0; kept for one version
     dataset: DatasetOpt = None,
     train_json: TrainJsonOpt = None,
     train_images: TrainImagesOpt = None,
-    output: Optional[Path] = typer.Option(
-        None, "--output", "-o", help="Split file to write (default splits/<dataset>_<P>pct_seed<S>.json)."
+    output_dir: Optional[Path] = typer.Option(
+        None, "--output-dir", "-o",
+        help="Folder to write the split file into, or the .json file to write (default: "
+        "splits/<dataset>_<P>pct_seed<S>.json).",
     ),
+    output: OldOutputOpt = None,
     from_ut: Optional[Path] = typer.Option(
         None, "--from-ut", help="Import this (percent, seed) from Unbiased Teacher's COCO_supervision.txt."
     ),
@@ -53,18 +77,36 @@ def split(
     ),
     force: bool = typer.Option(False, "--force", help="Replace an existing, different split file."),
 ) -> None:
-    """Pick the labelled images of a dataset (percent, seed) and write a split file."""
-    from ..data.jsonio import write_jsons_atomic
-    from ..data.splits import import_ut, make_split, ut_file_data
+    """Pick the labelled images of a dataset (percent, seed) and write a split file.
 
+    Prints the instances per class in the labelled and unlabelled parts (also written to the split
+    file), and warns about classes with no labelled instance.
+    """
+    from ..data.jsonio import write_jsons_atomic
+    from ..data.splits import class_instance_counts, import_ut, load_dataset, make_split, ut_file_data
+
+    seed = deprecated_alias(seed, split_seed, "--seed", "--split-seed")
+    seed = 1 if seed is None else seed
+    output = deprecated_alias(output, output_dir, "--output", "--output-dir")
     source = _dataset_argument(dataset, train_json, train_images)
     if from_ut is not None and not from_ut.is_file():
         raise PoliteTeacherError(f"{from_ut} not found; pass Unbiased Teacher's COCO_supervision.txt")
-    chosen = import_ut(from_ut, source, percent, seed) if from_ut else make_split(source, percent, seed)
+    loaded = load_dataset(source)
+    if from_ut:
+        chosen = import_ut(from_ut, source, percent, seed, loaded=loaded)
+    else:
+        chosen = make_split(source, percent, seed, loaded=loaded)
     stem = Path(chosen.dataset).stem if train_json else chosen.dataset
-    output = output or Path("splits") / f"{stem}_{chosen.percent:g}pct_seed{chosen.seed}.json"
+    default_name = f"{stem}_{chosen.percent:g}pct_seed{chosen.seed}.json"
+    if output is None:
+        output = Path("splits") / default_name
+    elif output.is_dir() or output.suffix.lower() != ".json":
+        output = output / default_name
     _check_output(chosen, output, force)
-    files = [(chosen.to_json(), output, {"indent": 1})]
+    counts = class_instance_counts(chosen, loaded)
+    data = chosen.to_json()
+    data["instances_per_class"] = {name: {"labeled": lab, "unlabeled": unl} for name, lab, unl in counts}
+    files = [(data, output, {"indent": 1})]
     if to_ut is not None:
         files.append((ut_file_data(chosen, to_ut, source), to_ut, {}))
     write_jsons_atomic(files)  # both files or neither
@@ -72,6 +114,7 @@ def split(
         f"{chosen.num_labeled} labelled of {chosen.num_candidates} annotated images "
         f"({chosen.percent:g} %, seed {chosen.seed}, {chosen.source}) -> {output}"
     )
+    _print_counts(counts)
     if to_ut is not None:
         typer.echo(f"Unbiased Teacher entry [{chosen.percent:g}][{chosen.seed}] written to {to_ut}")
     typer.echo(f"Train with: --split {output}")

@@ -16,6 +16,7 @@ from .common import (
     PercentOpt,
     PresetOpt,
     SeedOpt,
+    SplitSeedOpt,
     SplitFileOpt,
     TrainImagesOpt,
     TrainJsonOpt,
@@ -36,7 +37,7 @@ def train_baseline(
     config_file: ConfigFileOpt = None,
     split: SplitFileOpt = None,
     percent: PercentOpt = None,
-    seed: SeedOpt = None,
+    split_seed: SplitSeedOpt = None,
     train_json: TrainJsonOpt = None,
     train_images: TrainImagesOpt = None,
     val_json: ValJsonOpt = None,
@@ -45,6 +46,7 @@ def train_baseline(
     weights: WeightsOpt = None,
     resume: ResumeOpt = False,
     force: TrainForceOpt = False,
+    seed: SeedOpt = None,
     device: DeviceOpt = None,
     amp: AmpOpt = False,
     skip_bad_images: SkipBadImagesOpt = False,
@@ -67,7 +69,7 @@ def train_baseline(
         output_dir=output_dir, weights=weights, device=device, amp=amp, resume=resume,
         skip_bad_images=skip_bad_images, boxes_only=boxes_only,
         train_json=train_json, train_images=train_images, val_json=val_json, val_images=val_images,
-        split=split, percent=percent, seed=seed,
+        split=split, percent=percent, split_seed=split_seed, seed=seed,
     )
     with resume_hint(cfg.OUTPUT_DIR):
         results = run_train_baseline(

@@ -16,6 +16,7 @@ from .common import (
     PercentOpt,
     PresetOpt,
     SeedOpt,
+    SplitSeedOpt,
     SplitFileOpt,
     TrainImagesOpt,
     TrainJsonOpt,
@@ -38,7 +39,7 @@ def train_ssl(
     config_file: ConfigFileOpt = None,
     split: SplitFileOpt = None,
     percent: PercentOpt = None,
-    seed: SeedOpt = None,
+    split_seed: SplitSeedOpt = None,
     train_json: TrainJsonOpt = None,
     train_images: TrainImagesOpt = None,
     val_json: ValJsonOpt = None,
@@ -47,6 +48,7 @@ def train_ssl(
     output_dir: OutputDirOpt = None,
     resume: ResumeOpt = False,
     force: TrainForceOpt = False,
+    seed: SeedOpt = None,
     device: DeviceOpt = None,
     amp: AmpOpt = False,
     skip_bad_images: SkipBadImagesOpt = False,
@@ -70,7 +72,7 @@ def train_ssl(
         output_dir=output_dir, weights=weights, device=device, amp=amp, resume=resume,
         skip_bad_images=skip_bad_images, boxes_only=boxes_only,
         train_json=train_json, train_images=train_images, val_json=val_json, val_images=val_images,
-        unlabeled_images=unlabeled_images, split=split, percent=percent, seed=seed,
+        unlabeled_images=unlabeled_images, split=split, percent=percent, split_seed=split_seed, seed=seed,
     )
     with resume_hint(cfg.OUTPUT_DIR):
         results = run_train_ssl(

@@ -83,6 +83,7 @@ def training_cfg(
     unlabeled_images: Optional[Sequence[Path]] = None,
     split: Optional[Path] = None,
     percent: Optional[float] = None,
+    split_seed: Optional[int] = None,
     seed: Optional[int] = None,
 ):
     """The config of a training run from the command's flags (precedence: preset / config file, then
@@ -91,8 +92,8 @@ def training_cfg(
 
     `--resume` with neither --preset nor --config-file continues with the run's own config.yaml."""
     overrides = config_overrides_only(extra)
-    if split is not None and (percent is not None or seed is not None):
-        raise PoliteTeacherError("--split takes the split from a file; drop --percent/--seed (or --split)")
+    if split is not None and (percent is not None or split_seed is not None):
+        raise PoliteTeacherError("--split takes the split from a file; drop --percent/--split-seed (or --split)")
     if split is not None and not Path(split).is_file():
         raise PoliteTeacherError(f"split file {split} not found; make one with `politeteacher split`")
     if resume and preset is None and config_file is None:
@@ -100,8 +101,9 @@ def training_cfg(
         saved = Path(folder) / "config.yaml"
         if saved.is_file():
             config_file = saved
-    flags = data_overrides(train_json, train_images, val_json, val_images, unlabeled_images, split, percent, seed)
-    flags += run_overrides(output_dir, device, weights)
+    flags = data_overrides(train_json, train_images, val_json, val_images, unlabeled_images, split, percent,
+                           split_seed)
+    flags += run_overrides(output_dir, device, weights, seed)
     if amp:
         flags += ["SOLVER.AMP.ENABLED", "True"]
     if skip_bad_images:

@@ -37,6 +37,7 @@ __all__ = [
     "apply_dataset_classes",
     "dataset_json",
     "dataset_presence",
+    "coco_locations",
     "datasets_root",
     "get_dataset_dicts",
     "image_files",
@@ -139,11 +140,16 @@ def _coco_paths(name: str, root: Optional[Path] = None) -> Tuple[Path, Path]:
     return root / json_file, root / image_dir
 
 
+def coco_locations(root: Optional[Union[str, os.PathLike]] = None) -> Dict[str, Tuple[Path, Path]]:
+    """name -> (annotation JSON, image folder) where COCO 2017 train and val are looked up."""
+    return {name: tuple(_coco_paths(name, None if root is None else Path(root)))
+            for name in ("coco_2017_train", "coco_2017_val")}
+
+
 def dataset_presence(root: Optional[Union[str, os.PathLike]] = None) -> Dict[str, Tuple[str, bool]]:
     """For `doctor`: name -> (where it is looked up, present?) for COCO 2017 train and val."""
     out = {}
-    for name in ("coco_2017_train", "coco_2017_val"):
-        json_file, image_root = _coco_paths(name, None if root is None else Path(root))
+    for name, (json_file, image_root) in coco_locations(root).items():
         where = f"{image_root} + {json_file}"
         out[name] = (where, json_file.is_file() and image_root.is_dir())
     return out

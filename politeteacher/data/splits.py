@@ -14,7 +14,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from detectron2.config import CfgNode
@@ -162,11 +162,39 @@ def _make_split(name: str, json_file: str, dicts: Sequence[dict], percent: float
     )
 
 
-def make_split(dataset: str, percent: float, seed: int) -> Split:
+def make_split(dataset: str, percent: float, seed: int, loaded: Optional[Tuple[str, str, List[dict]]] = None) -> Split:
     """Pick ``int(percent / 100 * N)`` labelled images among the N annotated images of ``dataset``
-    (a dataset name or a COCO JSON path), deterministically for (percent, seed)."""
-    name, json_file, dicts = _load(dataset)
+    (a dataset name or a COCO JSON path), deterministically for (percent, seed). ``loaded``: what
+    :func:`load_dataset` returned for ``dataset``, to not read it again."""
+    name, json_file, dicts = loaded or _load(dataset)
     return _make_split(name, json_file, dicts, percent, seed)
+
+
+def load_dataset(dataset: str) -> Tuple[str, str, List[dict]]:
+    """(name, annotation file, dataset dicts) of a dataset name or a COCO JSON path."""
+    return _load(dataset)
+
+
+def class_instance_counts(split: Split, loaded: Tuple[str, str, List[dict]]) -> List[Tuple[str, int, int]]:
+    """(class name, labelled instances, unlabelled instances) per class, in category-id order: the
+    non-crowd annotations of the split's labelled images, and of the dataset's other images."""
+    name, json_file, dicts = loaded
+    names: Dict[int, str] = {}
+    if name != json_file:  # a registered dataset: its dicts hold contiguous ids of thing_classes
+        from detectron2.data import MetadataCatalog
+
+        names = dict(enumerate(MetadataCatalog.get(name).get("thing_classes", None) or ()))
+    elif json_file and os.path.isfile(json_file):  # loaded without a name: the JSON's own ids
+        data = read_json(Path(json_file), "a COCO instances JSON")
+        names = {c["id"]: str(c.get("name", c["id"])) for c in data.get("categories", ()) if "id" in c}
+    labeled_ids = set(split.image_ids)
+    counts: Dict[int, List[int]] = {k: [0, 0] for k in names}
+    for d in dicts:
+        part = 0 if d["image_id"] in labeled_ids else 1
+        for a in d.get("annotations", ()):
+            if a.get("iscrowd", 0) == 0:
+                counts.setdefault(a["category_id"], [0, 0])[part] += 1
+    return [(names.get(k, str(k)), *counts[k]) for k in sorted(counts)]
 
 
 def _ut_key(table: dict, value: str, numeric: bool) -> Optional[str]:
@@ -191,7 +219,9 @@ def _read_ut(path: Path) -> dict:
     return data
 
 
-def import_ut(ut_file: PathLike, dataset: str, percent: float, seed: int) -> Split:
+def import_ut(
+    ut_file: PathLike, dataset: str, percent: float, seed: int, loaded: Optional[Tuple[str, str, List[dict]]] = None
+) -> Split:
     """Read the (percent, seed) entry of Unbiased Teacher's COCO_supervision.txt: indices into the
     annotated images of ``dataset`` sorted by image id."""
     path = Path(ut_file)
@@ -208,7 +238,7 @@ def import_ut(ut_file: PathLike, dataset: str, percent: float, seed: int) -> Spl
             f"{path} has no seed {seed} for percent {pkey}: it has {', '.join(data[pkey]) or 'none'}"
         )
     indices = data[pkey][skey]
-    name, json_file, dicts = _load(dataset)
+    name, json_file, dicts = loaded or _load(dataset)
     candidates = candidate_ids(dicts)
     bad = [i for i in indices if not isinstance(i, int) or not 0 <= i < len(candidates)]
     if bad or len(set(indices)) != len(indices):
@@ -283,7 +313,7 @@ def _check_dataset(split: Split, name: str, json_file: str, split_file: Optional
             f"{what} was made for dataset {split.dataset} (annotation file {split.annotation_file}, "
             f"sha256 {split.sha256[:12]}), but dataset {name} has annotation file {json_file} "
             f"(sha256 {digest[:12]}): another dataset, or the file changed since; make a new split "
-            f"for {name} with `politeteacher split` (e.g. --percent {split.percent:g} --seed {split.seed})"
+            f"for {name} with `politeteacher split` (e.g. --percent {split.percent:g} --split-seed {split.seed})"
         )
 
 

@@ -130,6 +130,8 @@ def setup_worker(cfg) -> None:
     setup_logging(cfg.OUTPUT_DIR, rank)
     seed = cfg.SEED if cfg.SEED >= 0 else None
     seed_all_rng(None if seed is None else seed + rank)
+    if cfg.MODEL.DEVICE.startswith("cuda:"):  # one process on the GPU the user named
+        torch.cuda.set_device(torch.device(cfg.MODEL.DEVICE))
     if not cfg.MODEL.DEVICE.startswith("cuda"):
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, comm.get_local_size())))
         # Denormal floats (tiny weights and Adam moments late in training) make CPU kernels many
@@ -187,6 +189,11 @@ def check_launch(cfg, num_gpus: int, num_machines: int, machine_rank: int, dist_
     if num_machines > 1 and cfg.SEED < 0:  # each machine would draw its own (see prepare_training_cfg)
         raise PoliteTeacherError("several machines need the same SEED: pass SEED <n> (n >= 0), not a random one")
     world = num_gpus * num_machines
+    if cfg.MODEL.DEVICE.startswith("cuda:") and world > 1:
+        raise PoliteTeacherError(
+            f"--device {cfg.MODEL.DEVICE} names one GPU but {world} processes would share it; "
+            "pass --device cuda with --num-gpus (pick the GPUs with CUDA_VISIBLE_DEVICES)"
+        )
     if cfg.MODEL.DEVICE.startswith("cuda"):
         have = torch.cuda.device_count()
         if num_gpus > have:

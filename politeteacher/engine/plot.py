@@ -66,7 +66,7 @@ def plot_run(run_dir: Path | str, out: Path | str | None = None) -> Path:
     if not losses and not aps:
         raise PoliteTeacherError(f"{metrics} holds no losses or AP values yet; plot again once the run has logged")
     target = Path(out) if out else run_dir / CURVES_FILE
-    writable_folder(target.parent, "--output")
+    writable_folder(target.parent, "--output-dir")
 
     import matplotlib
 

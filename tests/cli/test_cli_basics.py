@@ -61,13 +61,13 @@ def test_doctor_finds_coco(tmp_path):
 
 
 def test_split_writes_a_file_and_round_trips_unbiased_teacher(tmp_path):
-    out = run_cli("split", "--dataset", "demo_train", "--percent", "10", "--seed", "3", "-o", "s.json",
+    out = run_cli("split", "--dataset", "demo_train", "--percent", "10", "--split-seed", "3", "-o", "s.json",
                   "--to-ut", "ut.txt", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     made = json.loads((tmp_path / "s.json").read_text())
     assert made["percent"] == 10 and made["seed"] == 3 and made["num_labeled"] == len(made["image_ids"])
     assert made["num_labeled"] == int(0.10 * made["num_candidates"]) and len(made["sha256"]) == 64
-    back = run_cli("split", "--dataset", "demo_train", "--percent", "10", "--seed", "3",
+    back = run_cli("split", "--dataset", "demo_train", "--percent", "10", "--split-seed", "3",
                    "--from-ut", "ut.txt", "-o", "back.json", cwd=tmp_path)
     assert back.returncode == 0, back.stderr
     assert json.loads((tmp_path / "back.json").read_text())["image_ids"] == made["image_ids"]

@@ -39,7 +39,7 @@ def test_lite_presets_train_evaluate_and_predict_on_coco_tiny(tmp_path, monkeypa
 
     images = sorted((COCO_TINY / "coco" / "val2017").glob("*.jpg"))[:2]
     code, out, err = run_in_process("predict", *images, "--weights", baseline / "model_final.pth",
-                                    "--output", tmp_path / "pred", "--threshold", "0")
+                                    "--output-dir", tmp_path / "pred", "--threshold", "0")
     assert code == 0, out + err
     assert len(list((tmp_path / "pred").glob("*.png"))) == 2
 

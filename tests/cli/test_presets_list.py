@@ -26,3 +26,15 @@ def test_preset_families_follow_the_naming_convention():
         "baseline_lite_V19_slim_eSE_sup5": FAMILIES[3], "centermask_lite_Mv2_FPN_ms4x": FAMILIES[3],
         "demo_polite_teacher": FAMILIES[4],
     }
+
+
+def test_presets_cite_no_unshipped_document():
+    """Preset comments cite the papers in words, not spec files that are not shipped (`*.md §n`)."""
+    import re
+    from pathlib import Path
+
+    presets = sorted((Path(__file__).resolve().parents[2] / "presets").glob("*.yaml"))
+    assert presets
+    for path in presets:
+        cited = re.findall(r"[\w.-]+\.md\b|§", path.read_text())
+        assert not cited, (path.name, cited)

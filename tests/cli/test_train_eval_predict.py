@@ -181,7 +181,7 @@ def test_predict_on_image_folder_and_a_bad_file(run, data, tmp_path):
     out_dir = tmp_path / "pred"
     one = data.val_images / "000001.jpg"
     code, out, err = run_in_process("predict", one, data.train_images, bad, "--weights", run.dir / "model_final.pth",
-                             "--output", out_dir, "--threshold", "0", "MODEL.FCOS.INFERENCE_TH_TEST", "0.0",
+                             "--output-dir", out_dir, "--threshold", "0", "MODEL.FCOS.INFERENCE_TH_TEST", "0.0",
                              "MODEL.FCOS.POST_NMS_TOPK_TEST", "3")
     assert code == 0, out + err
     assert f"skipped {bad}" in err and "not a readable image" in err
@@ -204,14 +204,14 @@ def test_predict_without_weights_uses_newest_run(run, data, tmp_path, monkeypatc
     newest.mkdir(parents=True)
     for name in ("model_final.pth", "config.yaml"):
         os.symlink(run.dir / name, newest / name)
-    code, out, err = run_in_process("predict", data.val_images / "000002.jpg", "--output", "pred")
+    code, out, err = run_in_process("predict", data.val_images / "000002.jpg", "--output-dir", "pred")
     assert code == 0, out + err
     assert str(newest / "model_final.pth") in out
     assert (tmp_path / "pred" / "000002.png").is_file()
 
 
 def test_plot_command(run, tmp_path):
-    code, out, err = run_in_process("plot", run.dir, "--output", tmp_path / "c.png")
+    code, out, err = run_in_process("plot", run.dir, "--output-dir", tmp_path / "c.png")
     assert code == 0, out + err
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
     assert_one_line_error(*run_in_process("plot", tmp_path), "no metrics.json")
@@ -225,7 +225,7 @@ def test_bad_inputs_end_in_one_line(run, data, tmp_path):
     assert_one_line_error(*run_in_process("eval", "--weights", wrong, "--config-file", run.dir / "config.yaml",
                                    "--output-dir", tmp_path / "e"), "does not fit")
     assert_one_line_error(*run_in_process("predict", data.val_images / "000001.jpg", "--weights", wrong,
-                                   "--config-file", run.dir / "config.yaml", "--output", tmp_path / "p"),
+                                   "--config-file", run.dir / "config.yaml", "--output-dir", tmp_path / "p"),
                           "does not fit")
     assert_one_line_error(*run_in_process("train-baseline", "--preset", "demo", "--train-json", tmp_path / "nope.json",
                                    "--train-images", data.train_images, "--output-dir", tmp_path / "r1"),
@@ -237,7 +237,7 @@ def test_bad_inputs_end_in_one_line(run, data, tmp_path):
     bad = tmp_path / "bad.jpg"
     bad.write_text("not an image")
     assert_one_line_error(*run_in_process("predict", bad, "--weights", run.dir / "model_final.pth",
-                                   "--output", tmp_path / "p2"), "no image could be read")
+                                   "--output-dir", tmp_path / "p2"), "no image could be read")
 
 
 def test_console_script_error_has_no_traceback(tmp_path):
@@ -256,7 +256,7 @@ def test_coco_tiny_train_eval_predict(tmp_path, monkeypatch):
     monkeypatch.setenv("DETECTRON2_DATASETS", str(COCO_TINY))
     folder = tmp_path / "coco_run"
     code, out, err = run_in_process(
-        "train-baseline", "--preset", "demo", "--percent", "10", "--seed", "1", "--output-dir", folder,
+        "train-baseline", "--preset", "demo", "--percent", "10", "--split-seed", "1", "--output-dir", folder,
         "--weights", "none", "--device", "cpu", *TINY,
         "DATASETS.TRAIN", "('coco_2017_train',)", "DATASETS.TEST", "()",  # evaluated once, below
         "SOLVER.MAX_ITER", "2", "SOLVER.CHECKPOINT_PERIOD", "100",
@@ -270,6 +270,6 @@ def test_coco_tiny_train_eval_predict(tmp_path, monkeypatch):
     assert set(_table(out)) == {"bbox", "segm"} and "coco_2017_val" in out
     images = sorted((COCO_TINY / "coco" / "val2017").glob("*.jpg"))[:2]
     code, out, err = run_in_process("predict", *images, "--weights", folder / "model_final.pth",
-                             "--output", tmp_path / "pred", "--threshold", "0")
+                             "--output-dir", tmp_path / "pred", "--threshold", "0")
     assert code == 0, out + err
     assert len(list((tmp_path / "pred").glob("*.png"))) == 2

@@ -238,7 +238,7 @@ def test_split_of_another_dataset_with_the_same_ids_is_refused_before_training(t
     msg = str(e.value)
     assert f"split file {tmp_path / 'other_split.json'} was made for dataset {other}" in msg
     assert f"dataset custom_train has annotation file {toy.json}" in msg
-    assert "make a new split for custom_train with `politeteacher split` (e.g. --percent 50 --seed 1)" in msg
+    assert "make a new split for custom_train with `politeteacher split` (e.g. --percent 50 --split-seed 1)" in msg
     assert "\n" not in msg
 
 
