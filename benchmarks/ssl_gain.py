@@ -35,12 +35,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import sys
 import time
 from pathlib import Path
 
-import torch
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the politeteacher command does; before torch loads
+import torch  # noqa: E402
 
 CONFIGS = {
     "pt": [],
@@ -93,9 +95,10 @@ def read_metrics(run: Path) -> list:
 def final_ap(run: Path, model: str = "") -> dict:
     """segm / bbox AP of the run's final evaluation (eval_results.json); `model` "teacher" for SSL."""
     res = json.loads((run / "eval_results.json").read_text())["results"]
-    (res,) = res.values()  # one test dataset
     if model:
         res = res[model]
+    if "segm" not in res:
+        (res,) = res.values()  # {dataset: results}, one test dataset
     return {t: res[t]["AP"] for t in ("segm", "bbox")}
 
 
