@@ -102,8 +102,11 @@ def test_resume_command_is_the_command_with_resume_and_its_folder(monkeypatch):
 def test_ctrl_c_says_how_to_resume_and_that_command_does(train_args, tmp_path):
     run = tmp_path / "run"
     args = train_args(run, "SOLVER.MAX_ITER", "6", "SOLVER.CHECKPOINT_PERIOD", "2")
+    # A shell's background job (`make test &`, nohup) starts with SIGINT ignored, and a Python started
+    # so keeps ignoring it: give the command the default disposition a terminal's Ctrl-C meets.
     training = subprocess.Popen([sys.executable, "-m", "politeteacher", *args], env=ENV,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 300
     while not (run / "last_checkpoint").exists():  # written right after model_0000001.pth
         assert training.poll() is None and time.monotonic() < deadline, training.stderr.read()
