@@ -47,9 +47,8 @@ def _one_line_error(e: ClickException) -> None:
     print(f"error: {message}", file=sys.stderr)
 
 
-class Command(TyperCommand):
-    """A command whose help shows switches as switches, readable types, and `[KEY VALUE]...` in its
-    usage line when it takes trailing config overrides."""
+class _ReadableHelp:
+    """Help that reads best (see `_readable`) for a command or a group: its parameters and --help."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -60,6 +59,11 @@ class Command(TyperCommand):
         option = super().get_help_option(ctx)
         _readable(option)
         return option
+
+
+class Command(_ReadableHelp, TyperCommand):
+    """A command whose help shows switches as switches, readable types, and `[KEY VALUE]...` in its
+    usage line when it takes trailing config overrides."""
 
     def collect_usage_pieces(self, ctx) -> list:
         pieces = super().collect_usage_pieces(ctx)
@@ -68,19 +72,9 @@ class Command(TyperCommand):
         return pieces
 
 
-class Group(TyperGroup):
+class Group(_ReadableHelp, TyperGroup):
     """The command group: readable help like `Command`, and usage errors (an unknown option, an extra
     argument, a missing value) as one `error:` line with exit code 2 instead of a framed box."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        for param in self.params:
-            _readable(param)
-
-    def get_help_option(self, ctx):
-        option = super().get_help_option(ctx)
-        _readable(option)
-        return option
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         if not standalone_mode:
