@@ -154,6 +154,9 @@ def add_politeteacher_config(cfg: CN) -> CN:
     # Class names of the training set, written by data.apply_dataset_classes so that a run's
     # config.yaml names its classes (predict needs them without the dataset at hand).
     _C.DATASETS.CLASS_NAMES = []
+    # The dataset file (`--data`) the DATASETS entries came from, recorded in the run's config.yaml;
+    # the entries themselves are already in DATASETS.*, so nothing reads this key back.
+    _C.DATASETS.DATA_FILE = ""
 
     # Strong view of an unlabelled image (polite_teacher.md §5); geometry is the weak view's.
     _C.INPUT.STRONG = CN()

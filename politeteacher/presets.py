@@ -15,12 +15,13 @@ class PresetNotFound(PoliteTeacherError):
 
 # The families `presets list` groups by, in display order. A preset's family follows from the naming
 # convention: centermask_[lite_]<model>_FPN_<schedule>, baseline_<model>_supN, polite_teacher_<model>_supN,
-# where no model means the paper's R-50.
+# where no model means the paper's R-50; <kind>_small_data for a user's own small dataset.
 FAMILIES = (
     "CenterMask R-50 (the paper's model)",
     "CenterMask R-101",
     "CenterMask VoVNetV2 (V-39/57/99-eSE, 256-channel FPN)",
     "CenterMask-Lite (VoVNetV2 / MobileNetV2, 128-channel FPN)",
+    "Your own data (a few hundred images, CenterMask R-50)",
     "Demo (generated shapes, CPU)",
 )
 
@@ -59,6 +60,8 @@ def preset_descriptions() -> Dict[str, str]:
 def preset_family(name: str) -> str:
     """The entry of FAMILIES that preset ``name`` belongs to."""
     if name.startswith("demo"):
+        return FAMILIES[5]
+    if name.endswith("_small_data"):
         return FAMILIES[4]
     if "_lite_" in name:
         return FAMILIES[3]

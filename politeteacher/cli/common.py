@@ -36,6 +36,23 @@ OutputDirOpt = Annotated[
 DatasetOpt = Annotated[
     Optional[str], typer.Option("--dataset", help="Registered dataset name, e.g. coco_2017_train.")
 ]
+TrainDatasetOpt = Annotated[
+    Optional[str],
+    typer.Option("--dataset", help="Training set by registered name, e.g. coco_2017_train (DATASETS.TRAIN)."),
+]
+ValDatasetOpt = Annotated[
+    Optional[str],
+    typer.Option("--val-dataset", help="Validation set by registered name, e.g. coco_2017_val (DATASETS.TEST)."),
+]
+EvalDatasetOpt = Annotated[
+    Optional[str],
+    typer.Option("--dataset", help="Set to evaluate, by registered name, e.g. coco_2017_val (DATASETS.TEST)."),
+]
+DataFileOpt = Annotated[
+    Optional[Path],
+    typer.Option("--data", metavar="FILE", help="Dataset file (YAML: train/val JSON and images, unlabelled "
+                 "folders, split, classes); README, 'Your own data in 10 minutes'."),
+]
 TrainJsonOpt = Annotated[Optional[Path], typer.Option("--train-json", help="COCO JSON of your training images.")]
 TrainImagesOpt = Annotated[Optional[Path], typer.Option("--train-images", help="Folder of your training images.")]
 ValJsonOpt = Annotated[Optional[Path], typer.Option("--val-json", help="COCO JSON of your validation images.")]
@@ -117,9 +134,24 @@ def data_overrides(
     split: Optional[Path] = None,
     percent: Optional[float] = None,
     split_seed: Optional[int] = None,
+    data: Optional[Path] = None,
+    dataset: Optional[str] = None,
+    val_dataset: Optional[str] = None,
 ) -> List[str]:
-    """Config overrides for the dataset and split flags that were given."""
-    out: List[str] = []
+    """Config overrides for the dataset and split flags that were given: the dataset file's entries
+    first, so that a flag given as well overrides its entry."""
+    from ..data.data_file import data_file_overrides, load_data_file
+
+    out: List[str] = data_file_overrides(load_data_file(data)) if data is not None else []
+    for name, flag, json_file, key, names_key in (
+        (dataset, "--dataset", train_json, "TRAIN", "DATASETS.TRAIN"),
+        (val_dataset, "--val-dataset", val_json, "VAL", "DATASETS.TEST"),
+    ):
+        if name is None:
+            continue
+        if json_file is not None:
+            raise PoliteTeacherError(f"{flag} and --{key.lower()}-json both name the {key.lower()} set; pass one")
+        out += [names_key, repr((name,)), f"DATASETS.CUSTOM.{key}_JSON", "", f"DATASETS.CUSTOM.{key}_IMAGES", ""]
     for key, value in (
         ("DATASETS.CUSTOM.TRAIN_JSON", train_json),
         ("DATASETS.CUSTOM.TRAIN_IMAGES", train_images),

@@ -8,7 +8,7 @@ import typer
 
 from . import app
 from .common import EXTRA_ARGS
-from .training_options import ForceOpt, config_overrides_only
+from .training_options import ForceOpt, config_overrides_only, output_dir_override
 
 
 @app.command("demo", context_settings=EXTRA_ARGS)
@@ -32,7 +32,7 @@ def demo(
     """
     from ..demo import run_demo, run_pretrain
 
-    overrides = config_overrides_only(ctx.args)
+    output_dir, overrides = output_dir_override(output_dir, config_overrides_only(ctx.args))
     if pretrain:
         weights = run_pretrain(output_dir or Path("runs/demo_source"), force=force, overrides=overrides)
         typer.echo(f"pre-trained weights: {weights}")

@@ -5,7 +5,7 @@ import os
 import platform
 import sys
 from pathlib import Path
-from typing import List, NamedTuple
+from typing import List, NamedTuple, Optional
 
 import typer
 from rich.console import Console
@@ -53,7 +53,37 @@ def _detectron2_rows() -> List[Row]:
     return rows
 
 
-def collect_checks(require_coco: bool = False) -> List[Row]:
+def _data_file_rows(data: Path) -> List[Row]:
+    """The dataset file's sets: found, with image counts, or what is wrong (a quick look: files are
+    listed, not decoded; `check-data` decodes them)."""
+    from ..config import resolve_config
+    from ..data.datasets import load_annotations, register_all
+    from ..errors import PoliteTeacherError
+    from .common import data_overrides
+
+    deep = f"for every image decoded and the labels drawn: politeteacher check-data --data {data}"
+    try:
+        cfg = register_all(resolve_config(overrides=["DATASETS.TRAIN", "()", "DATASETS.TEST", "()",
+                                                     *data_overrides(data=data)]))
+    except PoliteTeacherError as e:
+        return [Row("data file", str(data), False, str(e))]
+    rows = [Row("data file", str(Path(data).absolute()), True, "")]
+    for role, name in [("train", n) for n in cfg.DATASETS.TRAIN] + [("val", n) for n in cfg.DATASETS.TEST]:
+        try:
+            dicts = load_annotations(name)
+        except PoliteTeacherError as e:
+            rows.append(Row(f"data {role}", name, False, str(e)))
+            continue
+        missing = sum(1 for d in dicts if not os.path.isfile(d["file_name"]))
+        value = f"{name}: {len(dicts)} images, {sum(len(d.get('annotations', [])) for d in dicts)} annotations"
+        rows.append(Row(f"data {role}", value + (f", {missing} image file(s) missing" if missing else ""),
+                        not missing, deep if missing else ""))
+    for folder in cfg.DATASETS.UNLABELED_IMAGE_DIRS:
+        rows.append(Row("data unlabelled", f"{count_images(Path(folder))} images in {folder}", True, ""))
+    return rows
+
+
+def collect_checks(require_coco: bool = False, data: Optional[Path] = None) -> List[Row]:
     """Every check doctor prints; a row that is not ok says how to fix it, and makes doctor fail when it
     is required (COCO only with ``require_coco``; the OpenMP hint never)."""
     rows: List[Row] = []
@@ -90,15 +120,18 @@ def collect_checks(require_coco: bool = False) -> List[Row]:
             fix = ("put COCO 2017 there, or point DETECTRON2_DATASETS at the folder holding coco/ "
                    "(README, 'Getting COCO'); needed for COCO only")
         rows.append(Row(f"dataset {name}", value, present, fix, required=require_coco))
+    if data is not None:
+        rows += _data_file_rows(data)
     return rows
 
 
 @app.command()
 def doctor(
     require_coco: bool = typer.Option(False, "--require-coco", help="Fail when COCO 2017 is missing."),
+    data: Optional[Path] = typer.Option(None, "--data", metavar="FILE", help="Also check this dataset file."),
 ) -> None:
-    """Check Python, torch, CUDA, detectron2 and where datasets are looked up."""
-    rows = collect_checks(require_coco)
+    """Check Python, torch, CUDA, detectron2, where datasets are looked up, and a dataset file."""
+    rows = collect_checks(require_coco, data)
     table = Table()
     table.add_column("check", no_wrap=True)
     table.add_column("value", overflow="fold")  # long paths wrap, never cut

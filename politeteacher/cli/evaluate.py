@@ -10,6 +10,8 @@ from . import app
 from .common import (
     EXTRA_ARGS,
     ConfigFileOpt,
+    DataFileOpt,
+    EvalDatasetOpt,
     DeviceOpt,
     DistUrlOpt,
     MachineRankOpt,
@@ -20,8 +22,11 @@ from .common import (
     ValImagesOpt,
     ValJsonOpt,
     CheckpointOpt,
+    data_overrides,
 )
-from .training_options import ModelOpt, config_overrides_only, inference_cfg, launch_kwargs, weights_or_latest_run
+from .training_options import (
+    ModelOpt, config_overrides_only, inference_cfg, launch_kwargs, output_dir_override, weights_or_latest_run,
+)
 
 DEFAULT_PRESET = "baseline_sup10"
 
@@ -40,6 +45,8 @@ def eval_(
     model: ModelOpt = "teacher",
     preset: PresetOpt = None,
     config_file: ConfigFileOpt = None,
+    data: DataFileOpt = None,
+    dataset: EvalDatasetOpt = None,
     val_json: ValJsonOpt = None,
     val_images: ValImagesOpt = None,
     output_dir: OutputDirOpt = None,
@@ -53,15 +60,17 @@ def eval_(
     """Evaluate a checkpoint: COCO bbox and segm AP on the test set.
 
     The config is --preset/--config-file if given, else the config.yaml of the run the checkpoint
-    comes from, else baseline_sup10. Results go to --output-dir (default runs/eval/<run>-<checkpoint>):
+    comes from, else baseline_sup10. The test set: --dataset, --val-json/--val-images or --data's val
+    entries, else the config's. Results go to --output-dir (default runs/eval/<run>-<checkpoint>):
     eval_results.json and <dataset>/coco_instances_results.json.
     """
     from ..engine.evaluate import format_results, run_evaluate
 
     weights = weights_or_latest_run(weights)
-    overrides = config_overrides_only(ctx.args)
+    output_dir, overrides = output_dir_override(output_dir, config_overrides_only(ctx.args))
+    data_flags = data_overrides(val_json=val_json, val_images=val_images, data=data, val_dataset=dataset)
     cfg = inference_cfg(weights, overrides, default_preset=DEFAULT_PRESET, preset=preset,
-                        config_file=config_file, device=device, val_json=val_json, val_images=val_images)
+                        config_file=config_file, device=device, data_flags=data_flags)
     cfg.OUTPUT_DIR = str((output_dir or default_eval_dir(weights, model)).expanduser().resolve())
     results = run_evaluate(cfg, weights, model, **launch_kwargs(num_gpus, num_machines, machine_rank, dist_url))
     if machine_rank == 0:

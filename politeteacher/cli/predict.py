@@ -10,11 +10,33 @@ from typing_extensions import Annotated
 from . import app
 from ..errors import PoliteTeacherError
 from .common import (
-    EXTRA_ARGS, CheckpointOpt, ConfigFileOpt, DeviceOpt, OldOutputOpt, PresetOpt, deprecated_alias, split_overrides,
+    EXTRA_ARGS, CheckpointOpt, ConfigFileOpt, DataFileOpt, DatasetOpt, DeviceOpt, OldOutputOpt, PresetOpt,
+    deprecated_alias, split_overrides,
 )
-from .training_options import ModelOpt, inference_cfg, weights_or_latest_run
+from .training_options import ModelOpt, inference_cfg, output_dir_override, weights_or_latest_run
 
 DEFAULT_PRESET = "baseline_sup10"
+
+
+def class_name_overrides(data: Optional[Path], dataset: Optional[str]) -> List[str]:
+    """Overrides naming the classes after a dataset file (its `classes`, else its training JSON's
+    categories, with their ids) or a registered dataset, instead of the run's config.yaml."""
+    from ..data.data_file import load_data_file
+
+    if data is not None and dataset is not None:
+        raise PoliteTeacherError("--data and --dataset both say where the class names come from; pass one")
+    if data is not None:
+        loaded = load_data_file(data)
+        if not (loaded.classes or loaded.train_json or loaded.train):
+            raise PoliteTeacherError(f"dataset file {loaded.path} has no classes, train_json or train to name the "
+                                     "classes after; add one")
+        if loaded.classes or loaded.train_json:
+            json_file = [] if loaded.train_json is None else ["DATASETS.CUSTOM.TRAIN_JSON", str(loaded.train_json)]
+            return [*json_file, "DATASETS.CLASS_NAMES", repr(loaded.class_names())]
+        dataset = loaded.train
+    if dataset is not None:
+        return ["DATASETS.TRAIN", repr((dataset,)), "DATASETS.CUSTOM.TRAIN_JSON", "", "DATASETS.CLASS_NAMES", "[]"]
+    return []
 
 
 @app.command("predict", context_settings=EXTRA_ARGS)
@@ -37,6 +59,12 @@ def predict(
     model: ModelOpt = "teacher",
     preset: PresetOpt = None,
     config_file: ConfigFileOpt = None,
+    data: Annotated[
+        Optional[Path], typer.Option("--data", metavar="FILE", help="Dataset file whose class names to use.")
+    ] = None,
+    dataset: Annotated[
+        Optional[str], typer.Option("--dataset", help="Registered dataset whose class names to use.")
+    ] = None,
     device: DeviceOpt = None,
 ) -> None:
     """Segment images: overlays and a COCO results JSON.
@@ -56,11 +84,12 @@ def predict(
         raise PoliteTeacherError(f"unknown option(s) {' '.join(unknown)}; see `politeteacher predict --help`")
     if not items:
         raise PoliteTeacherError("no images given; pass image files, folders or glob patterns")
-    output_dir = deprecated_alias(output, output_dir, "--output", "--output-dir") or Path("runs/predict")
+    output_dir = deprecated_alias(output, output_dir, "--output", "--output-dir")
+    output_dir, overrides = output_dir_override(output_dir, overrides)
     weights = weights_or_latest_run(weights)
     cfg = inference_cfg(weights, overrides, default_preset=DEFAULT_PRESET, preset=preset,
-                        config_file=config_file, device=device)
-    report = run_predict(cfg, items, weights, output_dir, threshold=threshold, which=model)
+                        config_file=config_file, device=device, data_flags=class_name_overrides(data, dataset))
+    report = run_predict(cfg, items, weights, output_dir or Path("runs/predict"), threshold=threshold, which=model)
     for path, why in report.skipped:
         typer.echo(f"skipped {path}: {why}", err=True)
     typer.echo(

@@ -7,6 +7,8 @@ from rich.table import Table
 
 from ..presets import preset_path, presets_by_family
 from . import Typer, app
+from .common import EXTRA_ARGS
+from .training_options import config_overrides_only
 
 presets_app = Typer(help="List and show the built-in presets.", no_args_is_help=True)
 app.add_typer(presets_app, name="presets")
@@ -25,15 +27,18 @@ def list_() -> None:
         console.print(table)
 
 
-@presets_app.command("show")
+@presets_app.command("show", context_settings=EXTRA_ARGS)
 def show(
+    ctx: typer.Context,
     name: str = typer.Argument(..., help="Preset name."),
     resolved: bool = typer.Option(False, "--resolved", help="Print the full config with every default."),
 ) -> None:
-    """Print a preset's YAML (or, with --resolved, the full config it gives)."""
-    if resolved:
+    """Print a preset's YAML (or, with --resolved or trailing `KEY VALUE` overrides, the full config it
+    gives)."""
+    overrides = config_overrides_only(ctx.args)
+    if resolved or overrides:
         from ..config import resolve_config
 
-        typer.echo(resolve_config(name).dump())
+        typer.echo(resolve_config(name, overrides=overrides).dump())
     else:
         typer.echo(preset_path(name).read_text())

@@ -8,10 +8,20 @@ import typer
 
 from ..errors import PoliteTeacherError
 from . import app
-from .common import DatasetOpt, OldOutputOpt, TrainImagesOpt, TrainJsonOpt, deprecated_alias
+from .common import DataFileOpt, DatasetOpt, OldOutputOpt, TrainImagesOpt, TrainJsonOpt, deprecated_alias
 
 
-def _dataset_argument(dataset: Optional[str], train_json: Optional[Path], train_images: Optional[Path]) -> str:
+def _dataset_argument(dataset: Optional[str], train_json: Optional[Path], train_images: Optional[Path],
+                      data: Optional[Path]) -> str:
+    if data is not None:
+        from ..data.data_file import load_data_file
+
+        if dataset is not None or train_json is not None:
+            raise PoliteTeacherError("--data names the training set already; drop --dataset / --train-json")
+        loaded = load_data_file(data)
+        if not (loaded.train_json or loaded.train):
+            raise PoliteTeacherError(f"dataset file {loaded.path} has no train_json or train to split; add one")
+        return str(loaded.train_json) if loaded.train_json else loaded.train
     if train_json is not None:
         if dataset is not None:
             raise PoliteTeacherError("pass either --dataset or --train-json, not both")
@@ -33,6 +43,22 @@ def _check_output(split, output: Path, force: bool) -> None:
             raise PoliteTeacherError(
                 f"{output} already exists with another split; pass another --output-dir, or --force to replace it"
             )
+
+
+def _write_starter_data_file(split_file: Path, train_json: Path, train_images: Path) -> Optional[Path]:
+    """Write `<split stem>.data.yaml` beside the split file: a dataset file holding the training set and
+    the split, for `--data`. A file of that name that differs is the user's: it is left alone."""
+    from ..data.data_file import starter_data_file
+    from ..data.jsonio import write_text_atomic
+
+    path = split_file.with_name(split_file.stem + ".data.yaml")
+    text = starter_data_file(train_json.expanduser().resolve(), train_images.expanduser().resolve(),
+                             split_file.resolve())
+    if path.exists() and path.read_text() != text:
+        typer.echo(f"warning: {path} exists and differs; left as it is", err=True)
+        return None
+    write_text_atomic(text, path)
+    return path
 
 
 def _print_counts(counts) -> None:
@@ -61,6 +87,7 @@ def split(
     ),
     seed: Optional[int] = typer.Option(None, "--seed", hidden=True),  # before 0.3.0; kept for one version
     dataset: DatasetOpt = None,
+    data: DataFileOpt = None,
     train_json: TrainJsonOpt = None,
     train_images: TrainImagesOpt = None,
     output_dir: Optional[Path] = typer.Option(
@@ -80,7 +107,8 @@ def split(
     """Pick the labelled images of a dataset (percent, seed) and write a split file.
 
     Prints the instances per class in the labelled and unlabelled parts (also written to the split
-    file), and warns about classes with no labelled instance.
+    file), and warns about classes with no labelled instance. With --train-json/--train-images it also
+    writes a starter dataset file beside the split (`<split>.data.yaml`) for `--data`.
     """
     from ..data.jsonio import write_jsons_atomic
     from ..data.splits import class_instance_counts, import_ut, load_dataset, make_split, ut_file_data
@@ -88,7 +116,7 @@ def split(
     seed = deprecated_alias(seed, split_seed, "--seed", "--split-seed")
     seed = 1 if seed is None else seed
     output = deprecated_alias(output, output_dir, "--output", "--output-dir")
-    source = _dataset_argument(dataset, train_json, train_images)
+    source = _dataset_argument(dataset, train_json, train_images, data)
     if from_ut is not None and not from_ut.is_file():
         raise PoliteTeacherError(f"{from_ut} not found; pass Unbiased Teacher's COCO_supervision.txt")
     loaded = load_dataset(source)
@@ -96,7 +124,7 @@ def split(
         chosen = import_ut(from_ut, source, percent, seed, loaded=loaded)
     else:
         chosen = make_split(source, percent, seed, loaded=loaded)
-    stem = Path(chosen.dataset).stem if train_json else chosen.dataset
+    stem = Path(chosen.dataset).stem if source.endswith(".json") else chosen.dataset
     default_name = f"{stem}_{chosen.percent:g}pct_seed{chosen.seed}.json"
     if output is None:
         output = Path("splits") / default_name
@@ -104,9 +132,9 @@ def split(
         output = output / default_name
     _check_output(chosen, output, force)
     counts = class_instance_counts(chosen, loaded)
-    data = chosen.to_json()
-    data["instances_per_class"] = {name: {"labeled": lab, "unlabeled": unl} for name, lab, unl in counts}
-    files = [(data, output, {"indent": 1})]
+    split_json = chosen.to_json()
+    split_json["instances_per_class"] = {name: {"labeled": lab, "unlabeled": unl} for name, lab, unl in counts}
+    files = [(split_json, output, {"indent": 1})]
     if to_ut is not None:
         files.append((ut_file_data(chosen, to_ut, source), to_ut, {}))
     write_jsons_atomic(files)  # both files or neither
@@ -117,4 +145,10 @@ def split(
     _print_counts(counts)
     if to_ut is not None:
         typer.echo(f"Unbiased Teacher entry [{chosen.percent:g}][{chosen.seed}] written to {to_ut}")
-    typer.echo(f"Train with: --split {output}")
+    if train_json is not None and train_images is not None:
+        starter = _write_starter_data_file(output, train_json, train_images)
+        if starter is not None:
+            typer.echo(f"dataset file (add your val and unlabelled images to it): {starter}")
+            typer.echo(f"Train with: --data {starter}")
+            return
+    typer.echo(f"Train with: --split {output}" + (f" --data {data}" if data is not None else ""))

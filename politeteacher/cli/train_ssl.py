@@ -7,6 +7,7 @@ from . import app
 from .common import (
     EXTRA_ARGS,
     ConfigFileOpt,
+    DataFileOpt,
     DeviceOpt,
     DistUrlOpt,
     MachineRankOpt,
@@ -18,9 +19,11 @@ from .common import (
     SeedOpt,
     SplitSeedOpt,
     SplitFileOpt,
+    TrainDatasetOpt,
     TrainImagesOpt,
     TrainJsonOpt,
     UnlabeledOpt,
+    ValDatasetOpt,
     ValImagesOpt,
     ValJsonOpt,
     WeightsOpt,
@@ -37,6 +40,9 @@ def train_ssl(
     weights: WeightsOpt = None,
     preset: PresetOpt = None,
     config_file: ConfigFileOpt = None,
+    data: DataFileOpt = None,
+    dataset: TrainDatasetOpt = None,
+    val_dataset: ValDatasetOpt = None,
     split: SplitFileOpt = None,
     percent: PercentOpt = None,
     split_seed: SplitSeedOpt = None,
@@ -73,6 +79,7 @@ def train_ssl(
         skip_bad_images=skip_bad_images, boxes_only=boxes_only,
         train_json=train_json, train_images=train_images, val_json=val_json, val_images=val_images,
         unlabeled_images=unlabeled_images, split=split, percent=percent, split_seed=split_seed, seed=seed,
+        data=data, dataset=dataset, val_dataset=val_dataset,
     )
     with resume_hint(cfg.OUTPUT_DIR):
         results = run_train_ssl(

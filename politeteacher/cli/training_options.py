@@ -10,7 +10,7 @@ import shlex
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import typer
 from typing_extensions import Annotated
@@ -85,6 +85,9 @@ def training_cfg(
     percent: Optional[float] = None,
     split_seed: Optional[int] = None,
     seed: Optional[int] = None,
+    data: Optional[Path] = None,
+    dataset: Optional[str] = None,
+    val_dataset: Optional[str] = None,
 ):
     """The config of a training run from the command's flags (precedence: preset / config file, then
     flags, then trailing `KEY VALUE` overrides). OUTPUT_DIR: --output-dir, else the config's, else
@@ -102,7 +105,7 @@ def training_cfg(
         if saved.is_file():
             config_file = saved
     flags = data_overrides(train_json, train_images, val_json, val_images, unlabeled_images, split, percent,
-                           split_seed)
+                           split_seed, data=data, dataset=dataset, val_dataset=val_dataset)
     flags += run_overrides(output_dir, device, weights, seed)
     if amp:
         flags += ["SOLVER.AMP.ENABLED", "True"]
@@ -124,15 +127,29 @@ def inference_cfg(
     preset: Optional[str] = None,
     config_file: Optional[Path] = None,
     device: Optional[str] = None,
-    val_json: Optional[Path] = None,
-    val_images: Optional[Path] = None,
+    data_flags: Sequence[str] = (),
 ):
     """The config for `eval` / `predict` of a checkpoint: the preset or config file if given, else the
-    config.yaml of the run the checkpoint comes from, else `default_preset`."""
+    config.yaml of the run the checkpoint comes from, else `default_preset`; then `data_flags` (what
+    `data_overrides` made of the command's data options), --device and the trailing overrides."""
     if preset is None and config_file is None and weights and "://" not in weights:
         config_file = run_config(Path(weights))
-    flags = data_overrides(val_json=val_json, val_images=val_images) + run_overrides(device=device)
+    flags = [*data_flags, *run_overrides(device=device)]
     return build_cfg(preset, config_file, list(extra), flags, default_preset=default_preset)
+
+
+def output_dir_override(output_dir: Optional[Path], overrides: Sequence[str]) -> Tuple[Optional[Path], List[str]]:
+    """For the commands whose output folder is not the config's run folder (eval, predict, demo): a
+    trailing `OUTPUT_DIR x` means `--output-dir x` (trailing overrides win), and is taken out of the
+    overrides."""
+    rest, i = list(overrides), 0
+    while i < len(rest):
+        if rest[i] == "OUTPUT_DIR":
+            output_dir = Path(rest[i + 1])
+            del rest[i:i + 2]
+        else:
+            i += 2
+    return output_dir, rest
 
 
 def resume_command(output_dir) -> str:

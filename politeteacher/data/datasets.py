@@ -41,6 +41,7 @@ __all__ = [
     "datasets_root",
     "get_dataset_dicts",
     "image_files",
+    "load_annotations",
     "load_image_folder",
     "oriented_size",
     "register_all",
@@ -65,8 +66,10 @@ def _first_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
 
 
-def _load_checked(json_file: str, image_root: str, name: Optional[str], layout: str) -> List[dict]:
-    """load_coco_json, with every failure turned into one line naming the file."""
+def _load_checked(json_file: str, image_root: str, name: Optional[str], layout: str,
+                  check_images: bool = True) -> List[dict]:
+    """load_coco_json, with every failure turned into one line naming the file; with
+    ``check_images``, a missing first or last image (a wrong folder) is one too."""
     if not os.path.isfile(json_file):
         raise PoliteTeacherError(f"{json_file} not found: expected {layout}")
     try:
@@ -78,7 +81,7 @@ def _load_checked(json_file: str, image_root: str, name: Optional[str], layout: 
             f"{json_file} is not a COCO instances file ({_first_line(e)}): expected a JSON object "
             "with 'images', 'annotations' and 'categories'"
         ) from e
-    if image_root:
+    if image_root and check_images:
         for d in dicts[:1] + dicts[-1:]:  # a wrong image folder shows on the first file already
             if not os.path.isfile(d["file_name"]):
                 raise PoliteTeacherError(
@@ -251,6 +254,17 @@ def get_dataset_dicts(name: str) -> List[dict]:
     return DatasetCatalog.get(name)
 
 
+def load_annotations(name: str) -> List[dict]:
+    """The dataset dicts of ``name`` even when some of its images are missing (`check-data` reports
+    each one, where loading for training stops at a wrong image folder)."""
+    resolve_dataset(name, validate=True)
+    if name not in _REGISTERED:  # registered by other code: load it as that code does
+        return DatasetCatalog.get(name)
+    json_file, image_root = _REGISTERED[name]
+    return _load_checked(json_file, image_root, name, f"a COCO instances JSON for the images in {image_root}",
+                         check_images=False)
+
+
 def dataset_json(name: str) -> Optional[Path]:
     """The annotation JSON a registered dataset was loaded from, or None."""
     json_file = MetadataCatalog.get(name).get("json_file")
@@ -271,11 +285,18 @@ def apply_dataset_classes(cfg: CfgNode) -> CfgNode:
     """Return a copy of ``cfg`` whose class count (MODEL.FCOS.NUM_CLASSES, MODEL.ROI_HEADS.NUM_CLASSES)
     and DATASETS.CLASS_NAMES follow the training set's categories (run :func:`register_all` first).
     Category ids of COCO-format sets stay in outputs through the dataset's
-    ``thing_dataset_id_to_contiguous_id`` metadata. A test set with other classes is an error."""
+    ``thing_dataset_id_to_contiguous_id`` metadata. A test set with other classes is an error, and so
+    are class names given beforehand (a dataset file's ``classes``, a run's config.yaml) that differ."""
     names = list(cfg.DATASETS.TRAIN)
     if not names:
         raise PoliteTeacherError("DATASETS.TRAIN is empty: name a training dataset")
     classes = _thing_classes(names[0])
+    expected = list(cfg.DATASETS.CLASS_NAMES)
+    if expected and expected != classes:
+        raise PoliteTeacherError(
+            f"dataset {names[0]!r} has the classes {classes}, not {expected} (DATASETS.CLASS_NAMES: the "
+            "dataset file's `classes`, or the run's config.yaml): fix the list, or use data with those classes"
+        )
     for other in names[1:] + list(cfg.DATASETS.TEST):
         other_classes = _thing_classes(other)
         if other_classes != classes:

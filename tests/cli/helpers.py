@@ -41,3 +41,25 @@ def assert_one_line_error(result, *fragments):
     assert len(errors) == 1, result.stderr
     for f in fragments:
         assert f in result.stderr, result.stderr
+
+
+def user_dataset(root):
+    """Generated data laid out as a user's: annotations/{train,val}.json, images/{train,val}/ (6 and 3
+    images), and raw/ and new_photos/ (copies of the 3 val images)."""
+    import shutil
+    from pathlib import Path
+
+    from politeteacher.data.synthetic import generate_dataset
+
+    root = Path(root)
+    gen = root / "gen"
+    (root / "annotations").mkdir()
+    (root / "images").mkdir()
+    for split, count, seed in (("train", 6, 0), ("val", 3, 1)):
+        json_file = generate_dataset(gen, count, seed=seed, split=split, image_size=(96, 112), max_objects=3)
+        shutil.move(json_file, root / "annotations" / f"{split}.json")
+        shutil.move(gen / split, root / "images" / split)
+    shutil.rmtree(gen)
+    for folder in ("raw", "new_photos"):
+        shutil.copytree(root / "images" / "val", root / folder)
+    return root

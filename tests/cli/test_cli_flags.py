@@ -19,6 +19,7 @@ from .helpers import assert_one_line_error, run_in_process
 
 COMMANDS = [
     [], ["train-baseline"], ["train-ssl"], ["eval"], ["predict"], ["plot"], ["split"], ["doctor"], ["demo"],
+    ["check-data"],
     ["presets"], ["presets", "list"], ["presets", "show"],
 ]
 OUTPUT_DEPRECATED = "--output is deprecated, use --output-dir"
@@ -116,7 +117,8 @@ def test_split_flags_and_their_old_spellings(data, tmp_path):
     # -o with a folder: the split file goes into it under its default name
     into = run_in_process(*common, "-o", tmp_path / "splits")
     assert into.returncode == 0, into.stderr
-    assert [p.name.endswith("_50pct_seed1.json") for p in (tmp_path / "splits").iterdir()] == [True]
+    made = sorted(p.name for p in (tmp_path / "splits").iterdir())  # the split, and its starter dataset file
+    assert len(made) == 2 and made[0].endswith("_50pct_seed1.data.yaml") and made[1].endswith("_50pct_seed1.json")
     assert_one_line_error(run_in_process(*common, "--output", tmp_path / "a.json", "-o", tmp_path / "b.json"),
                           "--output-dir only")
 

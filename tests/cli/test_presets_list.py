@@ -20,11 +20,12 @@ def test_presets_list_groups_by_family():
 def test_preset_families_follow_the_naming_convention():
     assert {n: preset_family(n) for n in ("baseline_sup10", "centermask_R50_FPN_ms3x", "polite_teacher_R101_sup1",
                                           "centermask_V99_eSE_dcn_FPN_ms3x", "baseline_lite_V19_slim_eSE_sup5",
-                                          "centermask_lite_Mv2_FPN_ms4x", "demo_polite_teacher")} == {
+                                          "centermask_lite_Mv2_FPN_ms4x", "demo_polite_teacher",
+                                          "polite_teacher_small_data")} == {
         "baseline_sup10": FAMILIES[0], "centermask_R50_FPN_ms3x": FAMILIES[0],
         "polite_teacher_R101_sup1": FAMILIES[1], "centermask_V99_eSE_dcn_FPN_ms3x": FAMILIES[2],
         "baseline_lite_V19_slim_eSE_sup5": FAMILIES[3], "centermask_lite_Mv2_FPN_ms4x": FAMILIES[3],
-        "demo_polite_teacher": FAMILIES[4],
+        "polite_teacher_small_data": FAMILIES[4], "demo_polite_teacher": FAMILIES[5],
     }
 
 

@@ -1,0 +1,105 @@
+"""`politeteacher check-data`: look at a dataset before training on it."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from ..errors import PoliteTeacherError
+from . import app
+from .common import (
+    DataFileOpt, TrainDatasetOpt, TrainImagesOpt, TrainJsonOpt, UnlabeledOpt, ValDatasetOpt, ValImagesOpt,
+    ValJsonOpt, data_overrides,
+)
+
+_SHOWN = 5  # file names listed per finding; report.json has them all
+
+
+def _names(paths: List[str]) -> str:
+    more = f" (+{len(paths) - _SHOWN} more)" if len(paths) > _SHOWN else ""
+    return ", ".join(Path(p).name for p in paths[:_SHOWN]) + more
+
+
+def _print_report(report) -> None:
+    typer.echo(f"{report.role}: {report.name}" + (f" ({report.json_file})" if report.json_file else ""))
+    typer.echo(f"  {report.num_images} images, {report.num_instances} instances"
+               + (f" (+{report.num_crowd} crowd regions)" if report.num_crowd else ""))
+    if report.without_annotations:
+        typer.echo(f"  {len(report.without_annotations)} image(s) without annotations (nothing to learn from "
+                   f"them as labelled images): {_names(report.without_annotations)}")
+    if report.crowd_only:
+        typer.echo(f"  {len(report.crowd_only)} crowd-only image(s) (no instance, only regions AP ignores): "
+                   f"{_names(report.crowd_only)}")
+    for path, why in report.bad_images[:_SHOWN]:
+        typer.echo(f"  bad image {path}: {why}")
+    if len(report.bad_images) > _SHOWN:
+        typer.echo(f"  ... and {len(report.bad_images) - _SHOWN} more bad images (report.json lists them all)")
+    if report.without_masks:
+        typer.echo(f"  {report.without_masks} instance(s) without a mask (segmentation)")
+    width = max([len("class"), *(len(c.name) for c in report.categories)])
+    typer.echo(f"  {'JSON id':>7}  {'model id':>8}  {'class':<{width}}  {'instances':>9}  {'images':>6}")
+    for c in report.categories:
+        typer.echo(f"  {c.dataset_id:>7}  {c.contiguous_id:>8}  {c.name:<{width}}  {c.instances:>9}  {c.images:>6}")
+    if report.grid:
+        typer.echo(f"  drawn: {report.grid}")
+
+
+@app.command("check-data")
+def check_data(
+    data: DataFileOpt = None,
+    dataset: TrainDatasetOpt = None,
+    val_dataset: ValDatasetOpt = None,
+    train_json: TrainJsonOpt = None,
+    train_images: TrainImagesOpt = None,
+    val_json: ValJsonOpt = None,
+    val_images: ValImagesOpt = None,
+    unlabeled_images: UnlabeledOpt = None,
+    output_dir: Optional[Path] = typer.Option(
+        None, "--output-dir", "-o", help="Where report.json and the drawn grids go (default: runs/check-data/<name>)."
+    ),
+    grid: int = typer.Option(6, "--grid", help="Annotated images drawn per set (0: none)."),
+) -> None:
+    """Look at a dataset before training: counts, images without annotations, crowd-only images, bad
+    images, the category-id map, and a grid of annotated images drawn with their labels.
+
+    Every image is decoded once, as training checks them.
+    Exits with 1 when something would stop training: a missing or unreadable image, a mask missing.
+    """
+    from ..config import resolve_config
+    from ..data.datasets import register_all
+    from ..data.jsonio import write_json_atomic
+    from ..data.report import inspect_dataset, inspect_folder, report_json, save_grid
+
+    flags = data_overrides(train_json, train_images, val_json, val_images, unlabeled_images,
+                           data=data, dataset=dataset, val_dataset=val_dataset)
+    if not flags:
+        raise PoliteTeacherError("nothing to check: pass --data FILE, --dataset NAME or --train-json/--train-images")
+    cfg = register_all(resolve_config(overrides=["DATASETS.TRAIN", "()", "DATASETS.TEST", "()", *flags]))
+    sets = [("train", n) for n in cfg.DATASETS.TRAIN] + [("val", n) for n in cfg.DATASETS.TEST]
+    name = Path(data).stem if data is not None else (sets[0][1] if sets else "unlabeled")
+    out = (output_dir or Path("runs/check-data") / name).expanduser().absolute()
+    reports, problems = [], []
+    for role, set_name in sets:
+        report, dicts = inspect_dataset(role, set_name)
+        if grid > 0:
+            drawn = save_grid(set_name, dicts, out / f"{role}_grid.jpg", grid, skip=[p for p, _ in report.bad_images])
+            report.grid = str(drawn or "")
+        _print_report(report)
+        reports.append(report)
+        problems += report.problems()
+    folders = [inspect_folder(f) for f in cfg.DATASETS.UNLABELED_IMAGE_DIRS]
+    for folder in folders:
+        typer.echo(f"unlabelled: {folder.folder}: {folder.num_images} images, {len(folder.bad_images)} unreadable")
+        for path, why in folder.bad_images[:_SHOWN]:
+            typer.echo(f"  bad image {path}: {why}")
+        problems += folder.problems()
+    write_json_atomic(report_json(reports, folders), out / "report.json", indent=1)
+    typer.echo(f"report: {out / 'report.json'}")
+    if problems:
+        from . import err_console
+
+        err_console.print(f"[bold red]error:[/] {len(problems)} finding(s) would stop training: " + "; ".join(problems),
+                          highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+    typer.echo("nothing found that would stop training")
