@@ -302,7 +302,12 @@ def sweep(
         # Every mask is kept here; each cell decides which are valid.
         with _autocast(cfg):
             labels = teacher_pseudo_labels(teacher, views, cfg.SEMISUPERVISED.TEACHER_POSTPROCESS, lowest, -math.inf)
-        evidence += [ImageEvidence.from_instances(p, v["instances"]) for p, v in zip(labels, views)]
+        for p, v in zip(labels, views):
+            gt = v["instances"]
+            if len(gt) and not gt.has("gt_masks"):
+                raise PoliteTeacherError(f"{v['file_name']} has objects without masks; --sweep compares masks, "
+                                         "so it needs annotations with segmentations")
+            evidence.append(ImageEvidence.from_instances(p, gt))
     if not evidence:
         raise PoliteTeacherError("no image of the dataset could be read; check its image folder")
     rows = sweep_table(evidence, box_thresholds, mask_iou_thresholds)
