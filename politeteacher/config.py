@@ -193,6 +193,10 @@ def add_politeteacher_config(cfg: CN) -> CN:
     # "train": FCOS training post-processing for the teacher (top 100, the reference); "test": top 50.
     _C.SEMISUPERVISED.TEACHER_POSTPROCESS = "train"
     _C.SEMISUPERVISED.EVAL_STUDENT = True
+    # Warn (one line) when no pseudo-label passed in this many logging periods in a row; 0: never.
+    # (VIS_PERIOD > 0, detectron2's key, also saves a few pseudo-labelled images every VIS_PERIOD
+    # iterations to TensorBoard and OUTPUT_DIR/pseudo/.)
+    _C.SEMISUPERVISED.NO_PSEUDO_LABEL_WARN_PERIODS = 5
     # Switches of the reference code, all off in the paper's configs (polite_teacher.md §3):
     # - leave the unlabelled images that got no pseudo-label out of the student's batch (the
     #   teacher still sees them), against background-only starvation when the teacher finds little;

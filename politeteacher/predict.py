@@ -180,14 +180,17 @@ def _png_bytes(rgb: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def output_folder(requested: os.PathLike | str, inputs: Sequence[Path]) -> Path:
-    """The folder a predict asked to write to `requested` uses (see the module doc); a
-    PoliteTeacherError when it is a file or holds any of `inputs` (overlays would mix with them)."""
+def output_folder(
+    requested: os.PathLike | str, inputs: Sequence[Path], result_files: Sequence[str] = RESULT_FILES
+) -> Path:
+    """The folder a predict asked to write to `requested` uses (see the module doc; `result_files`:
+    the files that mark earlier results, predict's by default); a PoliteTeacherError when it is a file
+    or holds any of `inputs` (overlays would mix with them)."""
     base = Path(requested).expanduser().absolute()
     if base.exists() and not base.is_dir():
         raise PoliteTeacherError(f"output folder {base} is a file; pass a folder to --output-dir")
     folder, n = base, 1
-    while (folder.exists() and not folder.is_dir()) or any((folder / f).exists() for f in RESULT_FILES):
+    while (folder.exists() and not folder.is_dir()) or any((folder / f).exists() for f in result_files):
         n += 1
         folder = base.with_name(f"{base.name}{n}")
     real = folder.resolve()

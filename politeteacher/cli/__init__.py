@@ -133,7 +133,7 @@ def _root(
 
 
 # Registering the commands; each module adds its own to `app`.
-from . import check_data, demo, doctor, evaluate, plot, predict, presets, split, train, train_ssl  # noqa: E402,F401
+from . import check_data, demo, doctor, evaluate, plot, predict, presets, pseudo_label, split, train, train_ssl  # noqa: E402,F401
 
 
 def main() -> None:

@@ -30,7 +30,8 @@ from .evaluate import coco_evaluate
 from .launch import create_ddp_model
 from .optim import build_optimizer
 from .ema import copy_student_to_teacher, ema_update
-from .pseudo_labels import as_targets, make_pseudo_labels, pseudo_label_stats
+from .pseudo_labels import as_targets, pseudo_label_stats, teacher_pseudo_labels
+from .pseudo_monitor import NoPseudoLabelWarning, save_pseudo_views
 
 logger = logging.getLogger(__name__)
 
@@ -146,6 +147,7 @@ class PoliteTeacherTrainer(TrainerBase):
         self._labeled, self._unlabeled = labeled, unlabeled
         self._streams = None
         self.last_results: Dict[str, dict] = {}
+        self.no_pseudo_labels = NoPseudoLabelWarning(cfg, ssl.NO_PSEUDO_LABEL_WARN_PERIODS)
         self.register_hooks(self.build_hooks())
 
     def start_streams(self) -> None:
@@ -187,12 +189,10 @@ class PoliteTeacherTrainer(TrainerBase):
                 # 2. Pseudo-labels from the teacher on the weak views (unlabelled images carry no
                 #    annotations; their mask heads only run on boxes that pass the threshold).
                 t0 = time.perf_counter()
-                detections = self.teacher.predict_for_pseudo_labels(
-                    [weak for weak, _ in unlabeled],
-                    postprocess=cfg.TEACHER_POSTPROCESS,
-                    score_threshold=cfg.BOX_THRESHOLD,
+                pseudo = teacher_pseudo_labels(
+                    self.teacher, [weak for weak, _ in unlabeled], cfg.TEACHER_POSTPROCESS,
+                    cfg.BOX_THRESHOLD, cfg.MASK_IOU_THRESHOLD,
                 )
-                pseudo = make_pseudo_labels(detections, cfg.BOX_THRESHOLD, cfg.MASK_IOU_THRESHOLD)
                 pseudo_time = time.perf_counter() - t0
                 # 3. Student on labelled images, weak and strong views together.
                 loss_dict = self.student([view for pair in labeled for view in pair])
@@ -228,12 +228,23 @@ class PoliteTeacherTrainer(TrainerBase):
         metrics["total_loss"] = total.detach().item()
         metrics = _mean_over_workers(metrics)
         storage.put_scalars(**metrics, data_time=data_time)
-        if pseudo is not None and (self.iter + 1) % self.cfg.SOLVER.LOG_PERIOD == 0:
+        if pseudo is not None:
+            self._watch_pseudo_labels(storage, unlabeled, pseudo, pseudo_time)
+
+    def _watch_pseudo_labels(self, storage, unlabeled, pseudo, pseudo_time: float) -> None:
+        """Statistics every SOLVER.LOG_PERIOD, the no-pseudo-label warning, and the pictures every
+        VIS_PERIOD, of the main process's share of the batch (statistics' keys depend on whether its
+        unlabelled images have hidden ground truth, so they are not averaged over workers)."""
+        self.no_pseudo_labels.add(sum(len(p) for p in pseudo))
+        if (self.iter + 1) % self.cfg.SOLVER.LOG_PERIOD == 0:
             storage.put_scalar("pseudo/time", pseudo_time)
-            # Statistics of the main process's share of the batch (their keys depend on whether its
-            # unlabelled images have hidden ground truth, so they are not averaged over workers).
             hidden = [weak.get("hidden_instances") for weak, _ in unlabeled]
             storage.put_scalars(**pseudo_label_stats(pseudo, hidden), smoothing_hint=False)
+            if comm.is_main_process():
+                self.no_pseudo_labels.end_period()
+        period = self.cfg.VIS_PERIOD
+        if period > 0 and (self.iter + 1) % period == 0 and comm.is_main_process():
+            save_pseudo_views(self.cfg, storage, [weak for weak, _ in unlabeled], pseudo)
 
     def state_dict(self):
         out = super().state_dict()

@@ -49,24 +49,29 @@ class CenterMask(GeneralizedRCNN):
         batched_inputs: List[Dict[str, torch.Tensor]],
         postprocess: str = "train",
         score_threshold: Optional[float] = None,
-    ) -> List[Instances]:
+        return_all: bool = False,
+    ):
         """Detections for making pseudo-labels, without gradients or losses.
 
         Args:
             postprocess: "train" (FCOS training post-processing: top POST_NMS_TOPK_TRAIN) or "test".
             score_threshold: if given, detections with ``scores <= score_threshold`` are dropped
                 before the mask and MaskIoU heads run.
+            return_all: also return every detection before that threshold (``pred_boxes``,
+                ``scores``, ``pred_classes``; no masks), e.g. to show what the threshold rejected.
         Returns:
             per image, Instances at the input (resized, unpadded) image size with ``pred_boxes``,
             ``scores``, ``pred_classes``, ``pred_masks`` (R, 1, 28, 28 probabilities of the
             predicted class), ``maskiou`` (raw) and ``mask_scores``. The module's train/eval mode is
-            left as it is.
+            left as it is. With ``return_all``: (those detections, every detection).
         """
         if postprocess not in ("train", "test"):
             raise ValueError(f"postprocess must be 'train' or 'test', got {postprocess!r}")
         images = self.preprocess_image(batched_inputs)
         features = self.backbone(images.tensor)
-        detections = self.proposal_generator.detect(images, features, postprocess)
+        everything = self.proposal_generator.detect(images, features, postprocess)
+        detections = everything
         if score_threshold is not None:
-            detections = [d[d.scores > score_threshold] for d in detections]
-        return self.roi_heads.forward_with_given_boxes(features, detections)
+            detections = [d[d.scores > score_threshold] for d in everything]
+        detections = self.roi_heads.forward_with_given_boxes(features, detections)
+        return (detections, everything) if return_all else detections

@@ -18,8 +18,8 @@ from tiny_model import TINY_MODEL
 from .helpers import assert_one_line_error, run_in_process
 
 COMMANDS = [
-    [], ["train-baseline"], ["train-ssl"], ["eval"], ["predict"], ["plot"], ["split"], ["doctor"], ["demo"],
-    ["check-data"],
+    [], ["train-baseline"], ["train-ssl"], ["eval"], ["predict"], ["pseudo-label"], ["plot"], ["split"], ["doctor"],
+    ["demo"], ["check-data"],
     ["presets"], ["presets", "list"], ["presets", "show"],
 ]
 OUTPUT_DEPRECATED = "--output is deprecated, use --output-dir"

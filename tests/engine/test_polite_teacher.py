@@ -183,12 +183,12 @@ def _spy_student(trainer):
 def test_images_without_pseudo_labels_can_be_left_out_of_the_student_batch(
     tiny_cfg, tmp_path, monkeypatch, labelled_images
 ):
-    make = polite_teacher.make_pseudo_labels
+    make = polite_teacher.teacher_pseudo_labels
 
     def only_first(*args):  # pseudo-labels on the first `labelled_images` unlabelled images only
         return [p if i < labelled_images else p[:0] for i, p in enumerate(make(*args))]
 
-    monkeypatch.setattr(polite_teacher, "make_pseudo_labels", only_first)
+    monkeypatch.setattr(polite_teacher, "teacher_pseudo_labels", only_first)
     trainer = _trainer(tiny_cfg(tmp_path / "run", "SOLVER.MAX_ITER", "1", *EVERY_DETECTION, *SSL,
                                 "SEMISUPERVISED.DROP_IMAGES_WITHOUT_PSEUDO_LABELS", "True", val=False))
     seen = _spy_student(trainer)

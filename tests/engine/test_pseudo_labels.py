@@ -57,6 +57,44 @@ def test_stats_precision_recall_against_hidden_ground_truth():
     assert stats["pseudo/valid_mask_fraction"] == 0.5
     assert stats["pseudo/mean_score"] == pytest.approx(0.85)
     assert stats["pseudo/box_precision"] == 0.5 and stats["pseudo/box_recall"] == 0.5
-    assert stats["pseudo/mask_precision"] == 0.5 and stats["pseudo/mask_recall"] == 0.5
+    # mask figures count the valid masks (those that train): the first one, right
+    assert stats["pseudo/mask_precision"] == 1.0 and stats["pseudo/mask_recall"] == 0.5
     # without hidden ground truth only the label statistics are reported
     assert "pseudo/box_precision" not in pseudo_label_stats(labels, None)
+
+
+def _hidden(boxes, size=(40, 50)):
+    hidden = Instances(size)
+    hidden.gt_boxes = Boxes(torch.tensor(boxes).reshape(-1, 4))
+    hidden.gt_classes = torch.zeros(len(boxes), dtype=torch.int64)
+    m = torch.zeros((len(boxes), *size), dtype=torch.bool)
+    for i, (x0, y0, x1, y1) in enumerate(boxes):
+        m[i, int(y0):int(y1), int(x0):int(x1)] = True
+    hidden.gt_masks = BitMasks(m)
+    return hidden
+
+
+def test_precision_and_recall_are_undefined_not_zero_when_there_is_nothing_to_measure():
+    none_passed = make_pseudo_labels([_teacher_output([0.1], [0.95])], 0.6, 0.9)
+    stats = pseudo_label_stats(none_passed, [_hidden([[5.0, 5.0, 25.0, 30.0]])])
+    assert "pseudo/box_precision" not in stats and "pseudo/mask_precision" not in stats
+    assert stats["pseudo/box_recall"] == 0.0 and stats["pseudo/mask_recall"] == 0.0
+    # a box passed but no mask is valid: mask precision undefined, box precision measured
+    no_valid_mask = make_pseudo_labels([_teacher_output([0.9], [0.5])], 0.6, 0.9)
+    no_valid_mask[0].gt_classes[:] = 0
+    stats = pseudo_label_stats(no_valid_mask, [_hidden([[5.0, 5.0, 25.0, 30.0]])])
+    assert stats["pseudo/box_precision"] == 1.0 and "pseudo/mask_precision" not in stats
+    # an image without objects: no recall to measure
+    stats = pseudo_label_stats(no_valid_mask, [_hidden([])])
+    assert stats["pseudo/box_precision"] == 0.0 and "pseudo/box_recall" not in stats
+
+
+def test_a_raw_image_in_the_batch_leaves_the_others_measured():
+    labels = make_pseudo_labels([_teacher_output([0.9], [0.95]), _teacher_output([0.9], [0.95])], 0.6, 0.9)
+    for label in labels:
+        label.gt_classes[:] = 0
+    # the second image is raw (no hidden ground truth): the first still gives the figures
+    stats = pseudo_label_stats(labels, [_hidden([[5.0, 5.0, 25.0, 30.0]]), None])
+    assert stats["pseudo/box_precision"] == 1.0 and stats["pseudo/mask_recall"] == 1.0
+    assert stats["pseudo/boxes_per_image"] == 1.0
+    assert "pseudo/box_precision" not in pseudo_label_stats(labels, [None, None])

@@ -1,0 +1,125 @@
+"""`politeteacher pseudo-label`."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from typing_extensions import Annotated
+
+from . import app
+from ..errors import PoliteTeacherError
+from .common import EXTRA_ARGS, CheckpointOpt, ConfigFileOpt, DatasetOpt, DeviceOpt, PresetOpt, split_overrides
+from .training_options import ModelOpt, inference_cfg, weights_or_latest_run
+
+DEFAULT_PRESET = "polite_teacher_sup10"
+
+
+@app.command("pseudo-label", context_settings=EXTRA_ARGS)
+def pseudo_label(
+    ctx: typer.Context,
+    images: Annotated[
+        Optional[List[str]],
+        typer.Argument(metavar="IMAGE|FOLDER|GLOB", show_default=False,
+                       help="Image files, folders of images or glob patterns (not with --sweep); trailing "
+                       "KEY VALUE pairs override config keys."),
+    ] = None,
+    weights: CheckpointOpt = None,
+    box_threshold: Annotated[
+        Optional[float],
+        typer.Option("--box-threshold", help="Pseudo box when score > this (default: the run's "
+                     "SEMISUPERVISED.BOX_THRESHOLD)."),
+    ] = None,
+    mask_iou_threshold: Annotated[
+        Optional[float],
+        typer.Option("--mask-iou-threshold", help="Valid pseudo mask when predicted mask IoU > this (default: "
+                     "the run's SEMISUPERVISED.MASK_IOU_THRESHOLD)."),
+    ] = None,
+    sweep: Annotated[
+        bool, typer.Option("--sweep", help="Compare a grid of thresholds with ground truth (needs --dataset, "
+                           "or --json and --images).")
+    ] = False,
+    dataset: DatasetOpt = None,
+    json_file: Annotated[Optional[Path], typer.Option("--json", help="COCO JSON of annotated images (--sweep).")] = None,
+    image_dir: Annotated[Optional[Path], typer.Option("--images", help="Folder of the --json images (--sweep).")] = None,
+    box_thresholds: Annotated[
+        str, typer.Option("--box-thresholds", help="Box thresholds of the sweep, comma-separated.")
+    ] = "0.4,0.5,0.6,0.7,0.8,0.9",
+    mask_iou_thresholds: Annotated[
+        str, typer.Option("--mask-iou-thresholds", help="Mask-IoU thresholds of the sweep, comma-separated.")
+    ] = "0,0.5,0.7,0.8,0.9",
+    max_images: Annotated[int, typer.Option("--max-images", help="Sweep over the first N images.")] = 200,
+    output_dir: Annotated[
+        Optional[Path],
+        typer.Option("--output-dir", "-o", help="Folder for the results (default: runs/pseudo-label); when it "
+                     "holds earlier results, the next free numbered one."),
+    ] = None,
+    model: ModelOpt = "teacher",
+    preset: PresetOpt = None,
+    config_file: ConfigFileOpt = None,
+    device: DeviceOpt = None,
+) -> None:
+    """See the teacher's pseudo-labels, as train-ssl makes them, or choose the thresholds from data.
+
+    On images: overlays (valid masks filled, invalid masks as boxes, rejected detections dotted),
+    pseudo_labels.json (COCO, each label with score, mask_iou, mask_valid) and histograms.png.
+
+    With --sweep on annotated images: per pair of thresholds, pseudo-labels per image, box and mask
+    precision and recall at IoU 0.5 and the valid-mask fraction (sweep.json, sweep.png), and a
+    suggested pair. The model runs once per image.
+
+    The config is --preset/--config-file if given, else the config.yaml of the checkpoint's run.
+    """
+    from ..engine.threshold_sweep import format_table, parse_grid
+
+    items, overrides = split_overrides([*(images or []), *ctx.args])
+    unknown = [t for t in items if t.startswith("-") and not Path(t).exists()]
+    if unknown:
+        raise PoliteTeacherError(f"unknown option(s) {' '.join(unknown)}; see `politeteacher pseudo-label --help`")
+    weights = weights_or_latest_run(weights)
+    out = output_dir or Path("runs/pseudo-label")
+    if sweep:
+        if items:
+            raise PoliteTeacherError("--sweep reads annotated images from --dataset or --json/--images; "
+                                     f"drop the image arguments ({' '.join(items[:3])})")
+        if box_threshold is not None or mask_iou_threshold is not None:
+            raise PoliteTeacherError("--sweep tries a grid: use --box-thresholds / --mask-iou-thresholds "
+                                     "instead of --box-threshold / --mask-iou-threshold")
+        boxes, masks = parse_grid(box_thresholds, "--box-thresholds"), parse_grid(mask_iou_thresholds,
+                                                                                  "--mask-iou-thresholds")
+        from ..pseudo_label import sweep as run_sweep
+
+        cfg = inference_cfg(weights, overrides, default_preset=DEFAULT_PRESET, preset=preset,
+                            config_file=config_file, device=device)
+        report = run_sweep(cfg, weights, out, dataset=dataset,
+                           json_file=str(json_file.expanduser().resolve()) if json_file else None,
+                           images=str(image_dir.expanduser().resolve()) if image_dir else None,
+                           box_thresholds=boxes, mask_iou_thresholds=masks, max_images=max_images, which=model)
+        typer.echo(f"{report.num_images} image(s), teacher of {weights} ({model}); at IoU 0.5 ('-': nothing to measure):")
+        typer.echo(format_table(report.rows, report.suggested))
+        if report.suggested is None:
+            typer.echo("no suggestion: no pseudo box matched the ground truth at any threshold")
+        else:
+            s = report.suggested
+            typer.echo(f"suggested (*): SEMISUPERVISED.BOX_THRESHOLD {s['box_threshold']:g} "
+                       f"SEMISUPERVISED.MASK_IOU_THRESHOLD {s['mask_iou_threshold']:g}")
+            typer.echo(f"rule: {report.rule}")
+        typer.echo(f"results: {report.output_dir} ({report.sweep_json.name}, {report.heatmap.name})")
+        return
+    if dataset is not None or json_file is not None or image_dir is not None:
+        raise PoliteTeacherError("--dataset, --json and --images go with --sweep; add --sweep, or pass image files")
+    if not items:
+        raise PoliteTeacherError("no images given; pass image files, folders or glob patterns (or --sweep)")
+    from ..pseudo_label import pseudo_label as run_pseudo_label
+
+    cfg = inference_cfg(weights, overrides, default_preset=DEFAULT_PRESET, preset=preset,
+                        config_file=config_file, device=device)
+    report = run_pseudo_label(cfg, items, weights, out, box_threshold, mask_iou_threshold, which=model)
+    for path, why in report.skipped:
+        typer.echo(f"skipped {path}: {why}", err=True)
+    typer.echo(
+        f"{len(report.overlays)} image(s): {report.num_labels} pseudo-label(s) with score > {report.box_threshold:g}, "
+        f"{report.num_valid} with a valid mask (mask IoU > {report.mask_iou_threshold:g}), "
+        f"{report.num_rejected} detection(s) rejected; teacher of {weights} ({model})"
+    )
+    typer.echo(f"results: {report.output_dir} (overlays, {report.labels_json.name}, {report.histograms.name})")
