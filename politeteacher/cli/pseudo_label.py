@@ -15,6 +15,21 @@ from .training_options import ModelOpt, inference_cfg, weights_or_latest_run
 DEFAULT_PRESET = "polite_teacher_sup10"
 
 
+def _annotated_images(data: Path, dataset, json_file, image_dir):
+    """(dataset name, JSON, image folder) for the sweep from a dataset file: its validation set (images
+    the teacher did not train on), else its training set."""
+    from ..data.data_file import load_data_file
+
+    if dataset is not None or json_file is not None or image_dir is not None:
+        raise PoliteTeacherError("--data says which images to sweep over; drop --dataset / --json / --images")
+    loaded = load_data_file(data)
+    if loaded.val_json or loaded.val:
+        return loaded.val or None, loaded.val_json, loaded.val_images
+    if loaded.train_json or loaded.train:
+        return loaded.train or None, loaded.train_json, loaded.train_images
+    raise PoliteTeacherError(f"dataset file {loaded.path} names no annotated images; add val_json and val_images")
+
+
 @app.command("pseudo-label", context_settings=EXTRA_ARGS)
 def pseudo_label(
     ctx: typer.Context,
@@ -40,6 +55,10 @@ def pseudo_label(
                            "or --json and --images).")
     ] = False,
     dataset: DatasetOpt = None,
+    data: Annotated[
+        Optional[Path], typer.Option("--data", metavar="FILE", help="Dataset file whose annotated images to sweep "
+                                     "over: its val set, else its train set (--sweep).")
+    ] = None,
     json_file: Annotated[Optional[Path], typer.Option("--json", help="COCO JSON of annotated images (--sweep).")] = None,
     image_dir: Annotated[Optional[Path], typer.Option("--images", help="Folder of the --json images (--sweep).")] = None,
     box_thresholds: Annotated[
@@ -76,6 +95,8 @@ def pseudo_label(
     unknown = [t for t in items if t.startswith("-") and not Path(t).exists()]
     if unknown:
         raise PoliteTeacherError(f"unknown option(s) {' '.join(unknown)}; see `politeteacher pseudo-label --help`")
+    if data is not None:
+        dataset, json_file, image_dir = _annotated_images(data, dataset, json_file, image_dir)
     weights = weights_or_latest_run(weights)
     out = output_dir or Path("runs/pseudo-label")
     if sweep:
@@ -107,7 +128,8 @@ def pseudo_label(
         typer.echo(f"results: {report.output_dir} ({report.sweep_json.name}, {report.heatmap.name})")
         return
     if dataset is not None or json_file is not None or image_dir is not None:
-        raise PoliteTeacherError("--dataset, --json and --images go with --sweep; add --sweep, or pass image files")
+        raise PoliteTeacherError("--dataset, --data, --json and --images go with --sweep; add --sweep, or pass "
+                                 "image files")
     if not items:
         raise PoliteTeacherError("no images given; pass image files, folders or glob patterns (or --sweep)")
     from ..pseudo_label import pseudo_label as run_pseudo_label

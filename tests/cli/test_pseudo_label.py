@@ -149,3 +149,17 @@ def test_training_saves_pseudo_label_pictures_every_vis_period(ssl_run):
     assert sorted(p.name for p in (ssl_run.run / "pseudo").iterdir()) == ["iter_0000000_0.png", "iter_0000000_1.png"]
     events = list(ssl_run.run.glob("events.out.tfevents.*"))
     assert events and any(b"pseudo_labels/0" in e.read_bytes() for e in events)
+
+
+def test_sweep_takes_a_dataset_file(ssl_run, tmp_path):
+    """--data: the file's val set, else its train set (here: the 6 training images)."""
+    data_file = tmp_path / "d.yaml"
+    data_file.write_text(f"train_json: {ssl_run.data.train_json}\ntrain_images: {ssl_run.data.train_images}\n")
+    out = tmp_path / "sweep"
+    result = run_in_process("pseudo-label", "--sweep", "--data", data_file, "--weights", ssl_run.run / "model_final.pth",
+                            "--output-dir", out, "--device", "cpu", "--box-thresholds", "0.0",
+                            "--mask-iou-thresholds", "0")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((out / "sweep.json").read_text())["images"] == 6
+    assert_one_line_error(run_in_process("pseudo-label", "--sweep", "--data", data_file, "--dataset", "demo_val",
+                                         "--weights", ssl_run.run / "model_final.pth"), "--data says which images")
