@@ -140,13 +140,13 @@ def save_grid(name: str, dicts: Sequence[dict], path: Path, count: int = 6, skip
         # drawn at the tile's scale, so labels have the same size on every tile
         drawn = Visualizer(image, MetadataCatalog.get(name), scale=tile / image.shape[0]).draw_dataset_dict(d)
         tiles.append(drawn.get_image()[:tile])
-    columns = min(3, len(tiles))
-    width = max(t.shape[1] for t in tiles)
-    rows = [tiles[i:i + columns] for i in range(0, len(tiles), columns)]
-    canvas = np.full((tile * len(rows), width * columns, 3), 255, dtype=np.uint8)
+    rows = [tiles[i:i + 3] for i in range(0, len(tiles), 3)]
+    canvas = np.full((tile * len(rows), max(sum(t.shape[1] for t in row) for row in rows), 3), 255, dtype=np.uint8)
     for r, row in enumerate(rows):
-        for c, t in enumerate(row):
-            canvas[r * tile:(r + 1) * tile, c * width:c * width + t.shape[1]] = t
+        x = 0
+        for t in row:  # side by side, each as wide as its aspect ratio makes it
+            canvas[r * tile:(r + 1) * tile, x:x + t.shape[1]] = t
+            x += t.shape[1]
     ok, encoded = cv2.imencode(".jpg", canvas[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
     assert ok  # encoding an uint8 RGB array to JPEG does not fail
     write_files_atomic([(Path(path), lambda f: f.buffer.write(encoded.tobytes()))])
