@@ -10,7 +10,7 @@ from typing_extensions import Annotated
 from . import app
 from ..errors import PoliteTeacherError
 from .common import EXTRA_ARGS, CheckpointOpt, ConfigFileOpt, DatasetOpt, DeviceOpt, PresetOpt, split_overrides
-from .training_options import ModelOpt, inference_cfg, weights_or_latest_run
+from .training_options import ModelOpt, inference_cfg, output_dir_override, weights_or_latest_run
 
 DEFAULT_PRESET = "polite_teacher_sup10"
 
@@ -98,6 +98,7 @@ def pseudo_label(
     if data is not None:
         dataset, json_file, image_dir = _annotated_images(data, dataset, json_file, image_dir)
     weights = weights_or_latest_run(weights)
+    output_dir, overrides = output_dir_override(output_dir, overrides)
     out = output_dir or Path("runs/pseudo-label")
     if sweep:
         if items:

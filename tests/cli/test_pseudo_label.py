@@ -155,10 +155,10 @@ def test_sweep_takes_a_dataset_file(ssl_run, tmp_path):
     """--data: the file's val set, else its train set (here: the 6 training images)."""
     data_file = tmp_path / "d.yaml"
     data_file.write_text(f"train_json: {ssl_run.data.train_json}\ntrain_images: {ssl_run.data.train_images}\n")
-    out = tmp_path / "sweep"
+    out = tmp_path / "sweep"  # a trailing OUTPUT_DIR means --output-dir
     result = run_in_process("pseudo-label", "--sweep", "--data", data_file, "--weights", ssl_run.run / "model_final.pth",
-                            "--output-dir", out, "--device", "cpu", "--box-thresholds", "0.0",
-                            "--mask-iou-thresholds", "0")
+                            "--device", "cpu", "--box-thresholds", "0.0", "--mask-iou-thresholds", "0",
+                            "SEED", "3", "OUTPUT_DIR", out)
     assert result.returncode == 0, result.stderr
     assert json.loads((out / "sweep.json").read_text())["images"] == 6
     assert_one_line_error(run_in_process("pseudo-label", "--sweep", "--data", data_file, "--dataset", "demo_val",
