@@ -13,8 +13,6 @@ from rich.table import Table
 
 from . import app
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
-
 
 class Row(NamedTuple):
     """One line of doctor's table. A row that is not ok has a fix; it makes doctor fail when required."""
@@ -28,8 +26,10 @@ class Row(NamedTuple):
 
 def count_images(folder: Path) -> int:
     """Image files directly in ``folder``."""
+    from ..data.datasets import IMAGE_EXTENSIONS
+
     with os.scandir(folder) as entries:
-        return sum(1 for e in entries if os.path.splitext(e.name)[1].lower() in IMAGE_SUFFIXES and e.is_file())
+        return sum(1 for e in entries if os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS and e.is_file())
 
 
 def _detectron2_rows() -> List[Row]:

@@ -46,7 +46,6 @@ __all__ = [
     "oriented_size",
     "register_all",
     "register_coco_json",
-    "register_datasets",
     "resolve_dataset",
 ]
 
@@ -243,9 +242,6 @@ def register_all(cfg: CfgNode, validate: bool = True) -> CfgNode:
                     f"{folder} not found: DATASETS.UNLABELED_IMAGE_DIRS expects folders of images"
                 )
     return cfg
-
-
-register_datasets = register_all
 
 
 def get_dataset_dicts(name: str) -> List[dict]:

@@ -279,10 +279,6 @@ class RunFolder:
             p.rmdir()
 
 
-def has_checkpoint(output_dir: Path) -> bool:
-    return (Path(output_dir) / "last_checkpoint").is_file()
-
-
 def run_config(weights: Path) -> Optional[Path]:
     """The `config.yaml` written next to a checkpoint by the run that made it, if any."""
     cfg = Path(weights).expanduser().absolute().parent / "config.yaml"
