@@ -22,6 +22,7 @@ from .common import (
     CheckpointOpt,
 )
 from .training_options import ModelOpt, config_overrides_only, inference_cfg, launch_kwargs, weights_or_latest_run
+from .training_options import VerboseOpt
 
 DEFAULT_PRESET = "baseline_sup10"
 
@@ -49,14 +50,19 @@ def eval_(
     num_machines: NumMachinesOpt = 1,
     machine_rank: MachineRankOpt = 0,
     dist_url: DistUrlOpt = "auto",
+    verbose: VerboseOpt = False,
 ) -> None:
     """Evaluate a checkpoint: COCO bbox and segm AP on the test set.
 
     The config is --preset/--config-file if given, else the config.yaml of the run the checkpoint
     comes from, else baseline_sup10. Results go to --output-dir (default runs/eval/<run>-<checkpoint>):
-    eval_results.json and <dataset>/coco_instances_results.json.
+    eval_results.json, <dataset>/coco_instances_results.json, and the plots <dataset>/ap_per_class.png
+    and <dataset>/pr_curves.png.
     """
     from ..engine.evaluate import format_results, run_evaluate
+    from ..engine.launch import set_verbose
+
+    set_verbose(verbose)
 
     weights = weights_or_latest_run(weights)
     overrides = config_overrides_only(ctx.args)

@@ -27,6 +27,7 @@ from .common import (
 )
 from .training_options import AmpOpt, ResumeOpt, TrainForceOpt, launch_kwargs, resume_hint, training_cfg
 from .training_options import BoxesOnlyOpt, SkipBadImagesOpt
+from .training_options import VerboseOpt
 
 DEFAULT_PRESET = "polite_teacher_sup10"
 
@@ -57,6 +58,7 @@ def train_ssl(
     num_machines: NumMachinesOpt = 1,
     machine_rank: MachineRankOpt = 0,
     dist_url: DistUrlOpt = "auto",
+    verbose: VerboseOpt = False,
 ) -> None:
     """Train with Polite Teacher on labelled + unlabelled images, from a baseline checkpoint.
 
@@ -65,7 +67,10 @@ def train_ssl(
     Default preset: polite_teacher_sup10; default run folder: runs/ssl/<preset>.
     """
     from ..engine.evaluate import format_results
+    from ..engine.launch import set_verbose
     from ..engine.polite_teacher import run_train_ssl
+
+    set_verbose(verbose)
 
     cfg = training_cfg(
         "ssl", DEFAULT_PRESET, ctx.args, preset=preset, config_file=config_file,

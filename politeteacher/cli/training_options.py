@@ -49,6 +49,11 @@ BoxesOnlyOpt = Annotated[
 ModelOpt = Annotated[
     str, typer.Option("--model", help="Which model of a two-model (Polite Teacher) checkpoint: teacher or student.")
 ]
+VerboseOpt = Annotated[
+    bool,
+    typer.Option("--verbose", help="Also show detectron2's, fvcore's and pycocotools' output on the console "
+                 "(always in the run's log.txt)."),
+]
 
 
 def config_overrides_only(extra: Sequence[str]) -> List[str]:
