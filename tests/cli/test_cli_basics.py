@@ -11,7 +11,7 @@ from .helpers import assert_one_line_error, run_cli
 def test_help_lists_every_command():
     out = run_cli("--help")
     assert out.returncode == 0
-    for cmd in ("split", "train-baseline", "train-ssl", "eval", "predict", "presets", "doctor", "plot", "demo"):
+    for cmd in ("split", "train-baseline", "train-ssl", "eval", "predict", "presets", "doctor", "plot", "compare", "demo"):
         assert cmd in out.stdout
     assert run_cli("--version").stdout.strip() == f"politeteacher {__version__}"
 

@@ -1,8 +1,11 @@
-"""What a tiny training shows on the console (without --verbose: the tool's own lines only)."""
+"""What a tiny training shows on the console (without --verbose: the tool's own lines only), and a
+`train-ssl --sweep` grid ending in the comparison of its runs."""
 import re
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import yaml
 
 from politeteacher.data.synthetic import generate_dataset
 from tiny_model import TINY_MODEL
@@ -63,3 +66,37 @@ def test_verbose_shows_the_libraries(tiny_data, tmp_path):
     assert [l for l in result.stdout.splitlines() if LIBRARY_LINE.match(l)]
     assert "Average Precision" in result.stdout
 
+
+def test_sweep_trains_a_run_per_value_and_compares_them(tiny_data, tmp_path):
+    base = tmp_path / "sweep"
+    result = run_in_process("train-ssl", *_data(tiny_data), "--output-dir", base, *TINY, *SSL,
+                            "SOLVER.MAX_ITER", "2", "TEST.EVAL_PERIOD", "0",
+                            "--sweep", "SEMISUPERVISED.BOX_THRESHOLD=0.3,0.4")
+    assert result.returncode == 0, result.stdout + result.stderr
+    runs = [base / "BOX_THRESHOLD=0.3", base / "BOX_THRESHOLD=0.4"]
+    for run, threshold in zip(runs, (0.3, 0.4)):
+        saved = yaml.safe_load((run / "config.yaml").read_text())
+        assert saved["SEMISUPERVISED"]["BOX_THRESHOLD"] == threshold and saved["SOLVER"]["MAX_ITER"] == 2
+        assert (run / "model_final.pth").is_file()
+    assert sorted(p.name for p in base.iterdir()) == ["BOX_THRESHOLD=0.3", "BOX_THRESHOLD=0.4", "ap_curves.png"]
+    out = result.stdout
+    assert "sweep run 1/2: BOX_THRESHOLD=0.3" in out and "sweep run 2/2: BOX_THRESHOLD=0.4" in out
+    table = out[out.index("AP (%): best @ iteration / final"):]
+    assert "teacher segm" in table and "SEMISUPERVISED.BOX_THRESHOLD" in table
+    assert f"AP curves: {base / 'ap_curves.png'}" in out
+    # `compare` says the same of the two runs
+    again = run_in_process("compare", *runs, "--output-dir", tmp_path / "cmp")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.split("AP curves:")[0] == table.split("AP curves:")[0]
+    assert (tmp_path / "cmp" / "ap_curves.png").is_file()
+
+
+def test_plot_overlays_several_runs_into_runs_compare(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.json").write_text('{"iteration": 0, "total_loss": 1.0, "segm/AP": 2.0}\n')
+    result = run_in_process("plot", "a", "b")
+    assert result.returncode == 0, result.stderr
+    target = tmp_path / "runs" / "compare" / "a+b" / "curves.png"
+    assert result.stdout.strip() == str(Path("runs/compare/a+b/curves.png")) and target.read_bytes()[:4] == b"\x89PNG"
