@@ -127,3 +127,22 @@ def test_bar_is_closed_after_the_last_step_before_the_final_evaluation():
         bar.after_step()
         assert bar._bar is None  # closed: the final evaluation (after_train) has its own progress
         bar.after_train()
+
+
+def test_tensorboard_has_the_final_evaluation_at_the_last_iteration_too(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from politeteacher.engine.progress import TensorboardWriter
+
+    writer = TensorboardWriter(str(tmp_path), window_size=1)
+    with EventStorage(0) as storage:
+        storage.iter = 3
+        storage.put_scalars(total_loss=1.0, smoothing_hint=False)
+        writer.write()
+        storage.put_scalars(**{"segm/AP": 12.5}, smoothing_hint=False)
+        writer.write()
+    writer.close()
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    assert [(e.step, e.value) for e in events.Scalars("segm/AP")] == [(3, 12.5)]
+    assert [(e.step, e.value) for e in events.Scalars("total_loss")] == [(3, 1.0)]
