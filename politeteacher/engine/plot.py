@@ -255,7 +255,8 @@ def class_ap(precision: np.ndarray) -> np.ndarray:
 
 
 def draw_ap_per_class(precisions: Mapping[str, np.ndarray], class_names: Sequence[str]):
-    """A bar per class and task (bbox, segm); classes without ground truth are marked n/a."""
+    """A horizontal bar per class and task (bbox, segm), the classes top to bottom in their order
+    (readable for COCO's 80 too); classes without ground truth are marked n/a."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -264,22 +265,24 @@ def draw_ap_per_class(precisions: Mapping[str, np.ndarray], class_names: Sequenc
     tasks = list(precisions)
     k = np.shape(next(iter(precisions.values())))[2]
     names = list(class_names)[:k] + [str(i) for i in range(len(class_names), k)]
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * k * len(tasks) + 2), 4.5))
-    width = 0.8 / len(tasks)
-    x = np.arange(k)
+    fig, ax = plt.subplots(figsize=(8.0, max(3.0, 0.18 * k * len(tasks) + 1.2)))
+    height = 0.8 / len(tasks)
+    y = np.arange(k)
     top = 0.0
     for i, (task, colour) in enumerate(zip(tasks, distinct_colours(len(tasks)))):
         ap = class_ap(precisions[task])
         top = max(top, float(np.nanmax(ap, initial=0.0)))
-        ax.bar(x + (i - (len(tasks) - 1) / 2) * width, np.nan_to_num(ap), width, label=task, color=colour)
+        offset = (i - (len(tasks) - 1) / 2) * height
+        ax.barh(y + offset, np.nan_to_num(ap), height, label=task, color=colour)
         for j in np.flatnonzero(np.isnan(ap)):
-            ax.text(x[j] + (i - (len(tasks) - 1) / 2) * width, 0.5, "n/a", ha="center", va="bottom", fontsize=6)
-    ax.set_xticks(x)
-    ax.set_xticklabels(names, rotation=45 if k > 6 else 0, ha="right" if k > 6 else "center")
-    ax.set_ylim(0, max(10.0, 1.1 * top))  # room for the n/a marks when every AP is 0
-    ax.set_ylabel("AP (%)")
+            ax.text(0.5, y[j] + offset, "n/a", va="center", fontsize=6)
+    ax.set_yticks(y)
+    ax.set_yticklabels(names, fontsize=8 if k <= 30 else 6)
+    ax.set_ylim(k - 0.5, -0.5)  # the first class at the top, no margins
+    ax.set_xlim(0, max(10.0, 1.1 * top))  # room for the n/a marks when every AP is 0
+    ax.set_xlabel("AP (%)")
     ax.set_title("AP per class (IoU 0.50:0.95)")
-    ax.grid(True, axis="y", alpha=0.3)
+    ax.grid(True, axis="x", alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     fig.tight_layout()
     return fig

@@ -147,8 +147,8 @@ def test_eval_plots_from_cocoeval_precision(tmp_path):
     expected = 100 * (0.5 * (51 * 1.0 + 50 * 0.5) / 101 + 0.5 * 0.5)
     assert ap[0] == pytest.approx(expected) and math.isnan(ap[1])
     bars = draw_ap_per_class({"bbox": precision, "segm": precision}, ["circle", "star"])
-    assert [t.get_text() for t in bars.axes[0].get_xticklabels()] == ["circle", "star"]
-    assert [round(p.get_height(), 6) for p in bars.axes[0].patches] == [round(expected, 6), 0.0] * 2
+    assert [t.get_text() for t in bars.axes[0].get_yticklabels()] == ["circle", "star"]
+    assert [round(p.get_width(), 6) for p in bars.axes[0].patches] == [round(expected, 6), 0.0] * 2
     pr = draw_pr_curves({"segm": precision})
     assert _labels(pr.axes[0]) == ["IoU 0.50", "IoU 0.75", "IoU 0.50:0.95"]
     assert list(pr.axes[0].get_lines()[0].get_ydata()[[0, 50, 51, 100]]) == [1.0, 1.0, 0.5, 0.5]
