@@ -97,7 +97,7 @@ def summarize_run(run_dir: Path, name: Optional[str] = None) -> RunSummary:
 
     run_dir = Path(run_dir)
     metrics = run_dir / "metrics.json"
-    if not metrics.is_file() and not (run_dir / "eval_results.json").is_file():
+    if not _is_run(run_dir):
         raise PoliteTeacherError(f"{run_dir} holds no metrics.json or eval_results.json; pass the folder of a training run")
     summary = RunSummary(name or run_dir.name, run_dir, config=_flatten(saved_config(run_dir)))
     series = all_series(read_metrics(metrics)) if metrics.is_file() else {}
@@ -118,12 +118,24 @@ def summarize_run(run_dir: Path, name: Optional[str] = None) -> RunSummary:
     return summary
 
 
-def compare_runs(run_dirs: Sequence[Path | str]) -> Comparison:
-    """Summaries of the runs and the config keys whose values differ between them."""
-    run_dirs = [Path(d) for d in run_dirs]
-    for d in run_dirs:
+def _is_run(folder: Path) -> bool:
+    return (folder / "metrics.json").is_file() or (folder / "eval_results.json").is_file()
+
+
+def expand_runs(run_dirs: Sequence[Path | str]) -> List[Path]:
+    """The run folders named, a folder holding runs (a `--sweep`'s) standing for its runs, sorted."""
+    out: List[Path] = []
+    for d in map(Path, run_dirs):
         if not d.is_dir():
             raise PoliteTeacherError(f"run folder {d} not found; pass folders of training runs")
+        inner = sorted(p for p in d.iterdir() if p.is_dir() and _is_run(p))
+        out += inner if inner and not _is_run(d) else [d]
+    return out
+
+
+def compare_runs(run_dirs: Sequence[Path | str]) -> Comparison:
+    """Summaries of the runs (see `expand_runs`) and the config keys whose values differ between them."""
+    run_dirs = expand_runs(run_dirs)
     runs = [summarize_run(d, n) for d, n in zip(run_dirs, run_names(run_dirs))]
     keys = sorted({k for r in runs for k in r.config} - set(_IGNORED_KEYS))
     differing = {}

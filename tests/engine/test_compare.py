@@ -62,6 +62,16 @@ def test_compare_a_baseline_without_metrics_uses_its_eval_results(tmp_path):
     assert "5.50 / 5.50" in format_comparison(c)
 
 
+def test_a_sweep_folder_stands_for_its_runs(tmp_path):
+    sweep = tmp_path / "sweep"
+    _run(sweep / "BOX_THRESHOLD=0.7", 0.7, [(1.0, 1.0), (2.0, 2.0)])
+    _run(sweep / "BOX_THRESHOLD=0.5", 0.5, [(1.0, 1.0), (3.0, 3.0)])
+    (sweep / "notes").mkdir()
+    c = compare_runs([sweep])
+    assert [r.name for r in c.runs] == ["BOX_THRESHOLD=0.5", "BOX_THRESHOLD=0.7"]
+    assert c.differing == {"SEMISUPERVISED.BOX_THRESHOLD": [0.5, 0.7]}
+
+
 def test_compare_refuses_a_folder_without_a_run(tmp_path):
     with pytest.raises(PoliteTeacherError, match="no metrics.json or eval_results.json"):
         compare_runs([tmp_path])
