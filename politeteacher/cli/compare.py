@@ -37,7 +37,7 @@ def sweep_and_compare(specs: Sequence[str], cfg, train: Callable[[object], Dict]
 
 @app.command("compare")
 def compare(
-    run_dirs: Annotated[List[Path], typer.Argument(metavar="RUN...", help="Run folders; a folder of runs (a --sweep's) stands for all of them.")],
+    run_dirs: Annotated[List[Path], typer.Argument(metavar="RUN", help="Run folders; a folder of runs (a --sweep's) stands for all of them.")],
     output_dir: Annotated[
         Optional[Path],
         typer.Option("--output-dir", "-o", help="Folder for ap_curves.png (default: runs/compare/<run>+<run>...)."),

@@ -13,7 +13,7 @@ from .common import OldOutputOpt, deprecated_alias
 
 @app.command("plot")
 def plot(
-    run_dirs: Annotated[List[Path], typer.Argument(metavar="RUN...", help="Run folder(s) holding metrics.json.")],
+    run_dirs: Annotated[List[Path], typer.Argument(metavar="RUN", help="Run folder(s) holding metrics.json.")],
     output_dir: Annotated[
         Optional[Path],
         typer.Option("--output-dir", "-o", help="Folder to write curves.png into, or the .png file to write "
