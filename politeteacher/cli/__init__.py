@@ -133,7 +133,9 @@ def _root(
 
 
 # Registering the commands; each module adds its own to `app`.
-from . import check_data, demo, doctor, evaluate, plot, predict, presets, pseudo_label, split, train, train_ssl  # noqa: E402,F401
+from . import (  # noqa: E402,F401
+    check_data, compare, demo, doctor, evaluate, plot, predict, presets, pseudo_label, split, train, train_ssl,
+)
 
 
 def main() -> None:

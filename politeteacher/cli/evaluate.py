@@ -25,7 +25,8 @@ from .common import (
     data_overrides,
 )
 from .training_options import (
-    ModelOpt, config_overrides_only, inference_cfg, launch_kwargs, output_dir_override, weights_or_latest_run,
+    ModelOpt, VerboseOpt, config_overrides_only, inference_cfg, launch_kwargs, output_dir_override,
+    weights_or_latest_run,
 )
 
 DEFAULT_PRESET = "baseline_sup10"
@@ -56,15 +57,20 @@ def eval_(
     num_machines: NumMachinesOpt = 1,
     machine_rank: MachineRankOpt = 0,
     dist_url: DistUrlOpt = "auto",
+    verbose: VerboseOpt = False,
 ) -> None:
     """Evaluate a checkpoint: COCO bbox and segm AP on the test set.
 
     The config is --preset/--config-file if given, else the config.yaml of the run the checkpoint
     comes from, else baseline_sup10. The test set: --dataset, --val-json/--val-images or --data's val
     entries, else the config's. Results go to --output-dir (default runs/eval/<run>-<checkpoint>):
-    eval_results.json and <dataset>/coco_instances_results.json.
+    eval_results.json, <dataset>/coco_instances_results.json, and the plots <dataset>/ap_per_class.png
+    and <dataset>/pr_curves.png.
     """
     from ..engine.evaluate import format_results, run_evaluate
+    from ..engine.launch import set_verbose
+
+    set_verbose(verbose)
 
     weights = weights_or_latest_run(weights)
     output_dir, overrides = output_dir_override(output_dir, config_overrides_only(ctx.args))

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 from typing_extensions import Annotated
@@ -13,18 +13,22 @@ from .common import OldOutputOpt, deprecated_alias
 
 @app.command("plot")
 def plot(
-    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="Run folder holding metrics.json.")],
+    run_dirs: Annotated[List[Path], typer.Argument(metavar="RUN", help="Run folder(s) holding metrics.json.")],
     output_dir: Annotated[
         Optional[Path],
         typer.Option("--output-dir", "-o", help="Folder to write curves.png into, or the .png file to write "
-                     "(default: RUN_DIR/curves.png)."),
+                     "(default: RUN/curves.png; for several runs runs/compare/<run>+<run>.../curves.png)."),
     ] = None,
     output: OldOutputOpt = None,
 ) -> None:
-    """Draw a run's loss and AP curves to a PNG."""
-    from ..engine.plot import CURVES_FILE, plot_run
+    """Draw a run's curves to a PNG: losses, pseudo-label losses, learning rate, AP and pseudo-labels.
+    Several runs are overlaid, a colour per run."""
+    from ..engine.compare import default_compare_dir
+    from ..engine.plot import CURVES_FILE, plot_runs
 
     target = deprecated_alias(output, output_dir, "--output", "--output-dir")
     if target is not None and (target.is_dir() or target.suffix.lower() != ".png"):
         target = target / CURVES_FILE
-    typer.echo(str(plot_run(run_dir, target)))
+    if target is None:
+        target = (run_dirs[0] if len(run_dirs) == 1 else default_compare_dir(run_dirs)) / CURVES_FILE
+    typer.echo(str(plot_runs(run_dirs, target)))

@@ -29,6 +29,7 @@ from .common import (
 )
 from .training_options import AmpOpt, ResumeOpt, TrainForceOpt, launch_kwargs, resume_hint, training_cfg
 from .training_options import BoxesOnlyOpt, SkipBadImagesOpt
+from .training_options import VerboseOpt
 
 DEFAULT_PRESET = "baseline_sup10"
 
@@ -61,6 +62,7 @@ def train_baseline(
     num_machines: NumMachinesOpt = 1,
     machine_rank: MachineRankOpt = 0,
     dist_url: DistUrlOpt = "auto",
+    verbose: VerboseOpt = False,
 ) -> None:
     """Train the supervised baseline on the labelled split.
 
@@ -69,6 +71,9 @@ def train_baseline(
     """
     from ..engine.baseline import run_train_baseline
     from ..engine.evaluate import format_results
+    from ..engine.launch import set_verbose
+
+    set_verbose(verbose)
 
     cfg = training_cfg(
         "baseline", DEFAULT_PRESET, ctx.args, preset=preset, config_file=config_file,

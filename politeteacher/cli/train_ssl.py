@@ -30,6 +30,7 @@ from .common import (
 )
 from .training_options import AmpOpt, ResumeOpt, TrainForceOpt, launch_kwargs, resume_hint, training_cfg
 from .training_options import BoxesOnlyOpt, SkipBadImagesOpt
+from .training_options import SweepOpt, VerboseOpt
 
 DEFAULT_PRESET = "polite_teacher_sup10"
 
@@ -63,15 +64,21 @@ def train_ssl(
     num_machines: NumMachinesOpt = 1,
     machine_rank: MachineRankOpt = 0,
     dist_url: DistUrlOpt = "auto",
+    verbose: VerboseOpt = False,
+    sweep: SweepOpt = None,
 ) -> None:
     """Train with Polite Teacher on labelled + unlabelled images, from a baseline checkpoint.
 
     The unlabelled pool is the training set minus the labelled split, plus --unlabeled-images.
     Trailing `KEY VALUE` pairs override config keys, e.g. `SEMISUPERVISED.BOX_THRESHOLD 0.7`.
     Default preset: polite_teacher_sup10; default run folder: runs/ssl/<preset>.
+    --sweep SEMISUPERVISED.BOX_THRESHOLD=0.5,0.6,0.7 trains a run per value in <run folder>/BOX_THRESHOLD=<value>.
     """
     from ..engine.evaluate import format_results
+    from ..engine.launch import set_verbose
     from ..engine.polite_teacher import run_train_ssl
+
+    set_verbose(verbose)
 
     cfg = training_cfg(
         "ssl", DEFAULT_PRESET, ctx.args, preset=preset, config_file=config_file,
@@ -81,6 +88,13 @@ def train_ssl(
         unlabeled_images=unlabeled_images, split=split, percent=percent, split_seed=split_seed, seed=seed,
         data=data, dataset=dataset, val_dataset=val_dataset,
     )
+    if sweep:
+        from .compare import sweep_and_compare
+
+        sweep_and_compare(sweep, cfg, lambda c: run_train_ssl(
+            c, resume=resume, force=force, **launch_kwargs(num_gpus, num_machines, machine_rank, dist_url)),
+            show=machine_rank == 0)
+        return
     with resume_hint(cfg.OUTPUT_DIR):
         results = run_train_ssl(
             cfg, resume=resume, force=force, **launch_kwargs(num_gpus, num_machines, machine_rank, dist_url)

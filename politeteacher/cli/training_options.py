@@ -49,6 +49,17 @@ BoxesOnlyOpt = Annotated[
 ModelOpt = Annotated[
     str, typer.Option("--model", help="Which model of a two-model (Polite Teacher) checkpoint: teacher or student.")
 ]
+VerboseOpt = Annotated[
+    bool,
+    typer.Option("--verbose", help="Also show detectron2's, fvcore's and pycocotools' output on the console "
+                 "(always in the run's log.txt)."),
+]
+SweepOpt = Annotated[
+    Optional[List[str]],
+    typer.Option("--sweep", metavar="KEY=V1,V2,...", help="Train one run per value (one or two keys, repeat the "
+                 "option for the second; a grid), one after another, each in <run folder>/<KEY=value>; "
+                 "ends with the `compare` table."),
+]
 
 
 def config_overrides_only(extra: Sequence[str]) -> List[str]:

@@ -63,14 +63,16 @@ def check_amp(cfg) -> None:
         )
 
 
-def build_centermask(cfg) -> torch.nn.Module:
-    """detectron2's build_model with the CenterMask components registered."""
+def build_centermask(cfg, announce: bool = True) -> torch.nn.Module:
+    """detectron2's build_model with the CenterMask components registered; `announce` logs its size
+    (once per run: Polite Teacher's teacher is the same model again)."""
     import politeteacher.modeling  # noqa: F401
     from detectron2.modeling import build_model
 
     model = build_model(cfg)
     n = sum(p.numel() for p in model.parameters())
-    logger.info("Model: %s, %.1fM parameters, on %s", cfg.MODEL.META_ARCHITECTURE, n / 1e6, cfg.MODEL.DEVICE)
+    if announce:
+        logger.info("Model: %s, %.1fM parameters, on %s", cfg.MODEL.META_ARCHITECTURE, n / 1e6, cfg.MODEL.DEVICE)
     return model
 
 
@@ -99,13 +101,27 @@ def training_hooks(trainer, evaluate, best_metric: str) -> List[hooks.HookBase]:
     cfg = trainer.cfg
     ret: List[hooks.HookBase] = [hooks.IterationTimer(), hooks.LRScheduler()]
     if cfg.DATASETS.TEST:
-        ret.append(hooks.EvalHook(cfg.TEST.EVAL_PERIOD, evaluate))
+        ret.append(FinalEvalAtLastIteration(cfg.TEST.EVAL_PERIOD, evaluate))
     # After the eval hook: the best checkpoint needs its metric, and the periodic checkpoint then
     # stores the best value seen so far in the trainer state (for --resume).
     best = best_metric_key(cfg, best_metric) if cfg.DATASETS.TEST else None
     ret += build_checkpoint_hooks(cfg, trainer.checkpointer, best_metric=best)
-    ret += build_progress_hooks(cfg, trainer.max_iter)
+    ret += build_progress_hooks(cfg, trainer.max_iter, hidden=getattr(trainer, "hidden_losses", ()))
     return ret
+
+
+class FinalEvalAtLastIteration(hooks.EvalHook):
+    """detectron2's EvalHook, recording the evaluation after training at the last iteration (MAX_ITER - 1,
+    whose model it evaluates) rather than at MAX_ITER: one iteration numbering (progress.py)."""
+
+    def after_train(self):
+        storage = self.trainer.storage
+        after = storage.iter
+        storage.iter = min(after, self.trainer.max_iter - 1)
+        try:
+            super().after_train()
+        finally:
+            storage.iter = after
 
 
 class BaselineTrainer(DefaultTrainer):
@@ -279,6 +295,7 @@ def run_training(
     run's files and start over). One training at a time holds a folder; a start that fails before
     its first checkpoint leaves the folder as it found it (see `run_dir.RunFolder`)."""
     check_launch(cfg, num_gpus, num_machines, machine_rank, dist_url)
+    setup_logging()  # the console, for what checking the data logs before the run folder's log.txt opens
     out = Path(cfg.OUTPUT_DIR)
     if machine_rank == 0:
         check_run_dir(out, resume=resume, force=force)  # before anything slow (datasets, downloads)

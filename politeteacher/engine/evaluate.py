@@ -5,7 +5,8 @@
 - `evaluate_checkpoint(cfg, weights, which)`: one worker's part of `politeteacher eval`.
 - `run_evaluate(cfg, weights, ...)`: the whole command (datasets resolved, workers launched); returns
   {dataset: {"bbox": {...}, "segm": {...}}} and writes `eval_results.json` plus the raw COCO results
-  (`<dataset>/coco_instances_results.json`) into the output folder.
+  (`<dataset>/coco_instances_results.json`) and the plots (`<dataset>/ap_per_class.png`,
+  `<dataset>/pr_curves.png`) into the output folder.
 - `format_results(results, per_category)`: the AP tables as text.
 """
 from __future__ import annotations
@@ -45,22 +46,39 @@ def build_evaluator(cfg, dataset_name: str, output_dir: Optional[str] = None):
     return MaskScoringCOCOEvaluator(dataset_name, tasks=TASKS, distributed=True, output_dir=output_dir)
 
 
-def coco_evaluate(cfg, model: torch.nn.Module, output_dir: Optional[str] = None) -> Dict[str, dict]:
+def coco_evaluate(
+    cfg, model: torch.nn.Module, output_dir: Optional[str] = None, label: str = "", plots: bool = False
+) -> Dict[str, dict]:
     """Evaluate `model` on every dataset of DATASETS.TEST; call it in every worker.
 
     Returns {"bbox": {...}, "segm": {...}} for one test dataset, {dataset: {...}} for several (as
     detectron2's DefaultTrainer.test, so the eval hook writes "segm/AP" to metrics.json); {} on
     ranks other than the main one. With `output_dir`, each dataset's raw COCO results go to
-    `output_dir/<dataset>/coco_instances_results.json`.
+    `output_dir/<dataset>/coco_instances_results.json`, and with `plots` too the per-class AP bar
+    chart and the precision-recall curves (`plot.plot_eval`). Progress shows as a bar or two lines
+    (named `label` and the dataset); the evaluator's tables and pycocotools' prints go to log.txt.
     """
+    from .progress import EvalProgress
+    from .launch import prints_to_log
+
     results: Dict[str, dict] = OrderedDict()
     for name in cfg.DATASETS.TEST:
         out = str(Path(output_dir) / name) if output_dir else None
-        res = inference_on_dataset(model, build_test_loader(cfg, name), build_evaluator(cfg, name, out))
+        loader = build_test_loader(cfg, name)
+        evaluator = build_evaluator(cfg, name, out)
+        progress = EvalProgress(f"{label} on {name}" if label else name, len(loader))
+        with prints_to_log():
+            res = inference_on_dataset(model, loader, evaluator, callbacks=progress.callbacks)
+        progress.done()
         results[name] = res
         if comm.is_main_process():
-            logger.info("Evaluation results for %s in csv format:", name)
+            logger.info("Evaluation results for %s in csv format:", name, extra={"log_only": True})
             print_csv_format(res)
+            if plots and out and getattr(evaluator, "precisions", None):
+                from .plot import plot_eval
+
+                for path in plot_eval(evaluator.precisions, evaluator.class_names, Path(out)):
+                    logger.info("Plot: %s", path)
     if not comm.is_main_process():
         return {}
     if len(results) == 1:
@@ -140,7 +158,7 @@ def evaluate_checkpoint(cfg, weights: str, which: str = "teacher") -> Dict[str, 
 
     register_all(cfg)
     model = build_inference_model(cfg, weights, which)
-    results = coco_evaluate(cfg, model, cfg.OUTPUT_DIR)
+    results = coco_evaluate(cfg, model, cfg.OUTPUT_DIR, plots=True)
     if not comm.is_main_process():
         return {}
     results = by_dataset(cfg, results)
@@ -168,6 +186,7 @@ def run_evaluate(
         raise PoliteTeacherError("no weights to evaluate; pass --weights path/to/model_final.pth")
     if "://" not in str(weights) and not Path(weights).is_file():
         raise PoliteTeacherError(f"weights file {weights} not found; pass an existing checkpoint")
+    setup_logging()  # the console, for what checking the data logs before the output folder's log.txt opens
     cfg = eval_datasets(cfg)
     cfg.freeze()
     check_launch(cfg, num_gpus, num_machines, machine_rank, dist_url)

@@ -8,11 +8,12 @@ user can act on (bad input, a diverged loss, a full disk) raises a PoliteTeacher
 """
 from __future__ import annotations
 
+import io
 import logging
 import os
 import re
 import sys
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from typing import Any, Callable
 
 import numpy as np
@@ -27,24 +28,120 @@ from .checkpoint import NoSpaceError, no_space
 
 logger = logging.getLogger(__name__)
 
-# Loggers whose records a run shows and keeps in log.txt.
-LOGGER_NAMES = ("politeteacher", "detectron2", "fvcore")
+# Loggers whose records a run keeps in log.txt. On the console (main process) only the project's own
+# lines appear, unless --verbose (see `set_verbose`): the libraries' output is for the log.
+LOGGER_NAMES = ("politeteacher", "detectron2", "fvcore", "pycocotools")
+# What pycocotools prints during COCOeval is logged under this name (see `prints_to_log`).
+PRINTS_LOGGER = "pycocotools"
 _FMT = "[%(asctime)s %(name)s]: %(message)s"
+# --verbose crosses into worker processes (spawned, with their own logging setup) through the environment.
+VERBOSE_ENV = "POLITETEACHER_VERBOSE"
+
+# Warnings the libraries repeat (each worker, each dataset registration) that the console says once, in
+# the tool's words: (logger name prefix, start of the library's message, what the console says).
+KNOWN_WARNINGS = (
+    ("detectron2.data.datasets.coco", "Category ids in annotations are not in [1, #categories]",
+     "the category ids of the JSON are not 1..N: classes are numbered in the order of its categories "
+     "(predictions and eval results use the JSON's ids)"),
+    ("detectron2.solver", "SOLVER.STEPS contains values larger than SOLVER.MAX_ITER",
+     "SOLVER.STEPS has steps beyond SOLVER.MAX_ITER: the learning rate is not decayed at those"),
+)
+
+
+def set_verbose(verbose: bool) -> None:
+    """Show detectron2's, fvcore's and pycocotools' output on the console too (`--verbose`), or keep
+    it to log.txt (the default); for this process and the workers it starts."""
+    if verbose:
+        os.environ[VERBOSE_ENV] = "1"
+    else:
+        os.environ.pop(VERBOSE_ENV, None)
+
+
+def is_verbose() -> bool:
+    return os.environ.get(VERBOSE_ENV, "") not in ("", "0")
+
+
+_said: set = set()  # the known warnings the console said already in this run (cleared by close_log_files)
+_tqdm_bars = 0  # bars open on the terminal: console lines are then written above them
+_prints_outer_stdout = None  # the console's stdout while `prints_to_log` captures sys.stdout
 
 
 class _StdoutHandler(logging.StreamHandler):
-    """Writes to whatever `sys.stdout` is at the time of the record (test runners swap it)."""
+    """The console: writes to whatever `sys.stdout` is at the time of the record (test runners swap
+    it), above the progress bar when one is shown. Without --verbose it lets through the project's
+    own records and the libraries' errors, and says each of KNOWN_WARNINGS once in the tool's words;
+    records logged with `extra={"log_only": True}` are for log.txt."""
 
     def __init__(self):
         super().__init__(sys.stdout)
 
     @property
     def stream(self):
-        return sys.stdout
+        return _prints_outer_stdout or sys.stdout
 
     @stream.setter
     def stream(self, value):
         pass
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        # detectron2's trainer logs the exception it re-raises; the console shows errors the command
+        # reports in one line only that way (log.txt keeps their traceback).
+        if record.exc_info and _reported_in_one_line(record.exc_info[1]):
+            return False
+        if is_verbose():
+            return super().handle(record)
+        if getattr(record, "log_only", False):
+            return False
+        if record.name.startswith("politeteacher") or record.levelno >= logging.ERROR:
+            return super().handle(record)
+        for prefix, start, words in KNOWN_WARNINGS:
+            if record.name.startswith(prefix) and record.getMessage().strip().startswith(start):
+                if words not in _said:
+                    _said.add(words)
+                    said = logging.makeLogRecord({**record.__dict__, "name": "politeteacher",
+                                                  "msg": "warning: " + words, "args": ()})
+                    return super().handle(said)
+        return False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not _tqdm_bars:
+            return super().emit(record)
+        from tqdm import tqdm
+
+        try:
+            tqdm.write(self.format(record), file=self.stream)
+        except Exception:
+            self.handleError(record)
+
+
+@contextmanager
+def console_above_bar():
+    """While a tqdm bar is on the terminal, console log lines are written above it."""
+    global _tqdm_bars
+    _tqdm_bars += 1
+    try:
+        yield
+    finally:
+        _tqdm_bars -= 1
+
+
+@contextmanager
+def prints_to_log(name: str = PRINTS_LOGGER):
+    """What the code inside prints to stdout (pycocotools' COCOeval does) is logged under `name`:
+    log.txt, and the console with --verbose, instead of raw lines on the console."""
+    global _prints_outer_stdout
+    outer = _prints_outer_stdout
+    _prints_outer_stdout = outer or sys.stdout
+    buffer = io.StringIO()
+    try:
+        with redirect_stdout(buffer):
+            yield
+    finally:
+        _prints_outer_stdout = outer
+        lg = logging.getLogger(name)
+        for line in buffer.getvalue().splitlines():
+            if line.strip():
+                lg.info(line.rstrip())
 
 
 def _reported_in_one_line(exc: BaseException) -> bool:
@@ -84,17 +181,15 @@ class _LogFile(logging.FileHandler):
 
 
 def setup_logging(output_dir: str | None = None, rank: int = 0, console: bool = True) -> None:
-    """INFO logging of the project and detectron2 to stdout (main process only) and to
-    `output_dir/log.txt` (`log.txt.rank<N>` for other ranks). Calling it again replaces the handlers
+    """INFO logging of the project and the libraries to `output_dir/log.txt` (`log.txt.rank<N>` for
+    other ranks) and to stdout (main process only; the libraries' lines with --verbose only, see
+    `_StdoutHandler`). Calling it again replaces the handlers
     it added before, so several runs in one process don't duplicate lines."""
     formatter = logging.Formatter(_FMT, datefmt="%m/%d %H:%M:%S")
     handlers: list[logging.Handler] = []
     if console and rank == 0:
         h = _StdoutHandler()
         h.setFormatter(formatter)
-        # detectron2's trainer logs the exception it re-raises; the console shows errors the command
-        # reports in one line only that way (log.txt keeps their traceback).
-        h.addFilter(lambda record: not (record.exc_info and _reported_in_one_line(record.exc_info[1])))
         handlers.append(h)
     if output_dir:
         os.makedirs(output_dir, exist_ok=True)
@@ -114,15 +209,17 @@ def setup_logging(output_dir: str | None = None, rank: int = 0, console: bool = 
             lg.addHandler(h)
 
 
-
 def close_log_files() -> None:
     """Detach and close the log files `setup_logging` opened: a run's log.txt records that run only,
-    not what a later command in the same process (a notebook, the demo, a test) logs."""
+    not what a later command in the same process (a notebook, the demo, a test) logs. The known
+    warnings may be said again by the next run."""
+    _said.clear()
     for name in LOGGER_NAMES:
         lg = logging.getLogger(name)
         for old in [h for h in lg.handlers if isinstance(h, _LogFile)]:
             lg.removeHandler(old)
             old.close()
+
 
 def setup_worker(cfg) -> None:
     """Per-process setup before building a trainer: logging, seed, CPU threads."""

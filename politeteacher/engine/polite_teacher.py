@@ -136,6 +136,8 @@ class PoliteTeacherTrainer(TrainerBase):
         self.amp = cfg.SOLVER.AMP.ENABLED
         self.scaler = torch.cuda.amp.GradScaler(enabled=self.amp)
         self.loss_weights = pseudo_loss_weights(cfg)
+        # Pseudo losses weighted 0 do not train the student: recorded, but not on the progress line.
+        self.hidden_losses = [f"{k}_pseudo" for k, w in self.loss_weights.items() if w == 0]
         ssl = cfg.SEMISUPERVISED
         self.loss_norm = PseudoLossNorm(ssl.NORM_LOSS_KEEP_RATE) if ssl.NORM_LOSS else None
         # Pseudo boxes weighted 0 for regression and centerness (the default): the student's box
@@ -279,9 +281,9 @@ class PoliteTeacherTrainer(TrainerBase):
         out = str(Path(self.cfg.OUTPUT_DIR) / "inference")
         results = {}
         if self.iter >= self.cfg.SEMISUPERVISED.BURN_IN_ITERS:  # no teacher during burn-in
-            results["teacher"] = coco_evaluate(self.cfg, self.teacher, f"{out}/teacher")
+            results["teacher"] = coco_evaluate(self.cfg, self.teacher, f"{out}/teacher", label="teacher")
         if self.cfg.SEMISUPERVISED.EVAL_STUDENT or not results:
-            results["student"] = coco_evaluate(self.cfg, self.student_module, f"{out}/student")
+            results["student"] = coco_evaluate(self.cfg, self.student_module, f"{out}/student", label="student")
         self.last_results = results if comm.is_main_process() else {}
         return self.last_results
 
@@ -296,8 +298,9 @@ def train_ssl(cfg, resume: bool = False) -> Dict:
 
     register_all(cfg)  # registrations do not cross process boundaries
     labeled, unlabeled = labeled_and_unlabeled(cfg)
-    logger.info("Labelled images: %d, unlabelled images: %d", len(labeled), len(unlabeled))
-    student, teacher = build_centermask(cfg), build_centermask(cfg)
+    # The console has the data summary already (data/splits.py); this worker's view goes to log.txt.
+    logger.info("Labelled images: %d, unlabelled images: %d", len(labeled), len(unlabeled), extra={"log_only": True})
+    student, teacher = build_centermask(cfg), build_centermask(cfg, announce=False)
     trainer = PoliteTeacherTrainer(cfg, student, teacher, labeled, unlabeled)
     trainer.resume_or_load(resume)
     trainer.train(trainer.start_iter, trainer.max_iter)

@@ -1,10 +1,17 @@
 """What a training run writes as it goes: metrics.json, TensorBoard events, and progress a person can follow.
 
+One iteration numbering everywhere: iteration i is the (i+1)-th step, 0-based as detectron2 counts
+and names checkpoints (model_0000299.pth holds the model after 300 steps). The console line, the
+records of metrics.json, TensorBoard's steps and the plots all use it; the evaluation after the
+last step is recorded at the last iteration (MAX_ITER - 1).
+
 - `ProgressPrinter`: one log line every SOLVER.LOG_PERIOD iterations:
-  `iter 40/300 (13%)  eta 0:02:10  total_loss 2.41  loss_fcos_cls 0.98 ...  lr 0.0080  0.51 s/it`
+  `iter 39 (40/300, 13%)  eta 0:02:10  total_loss 2.41  loss_fcos_cls 0.98 ...  lr 0.0080  0.51 s/it`
 - `ProgressBar`: a tqdm bar on the main process when stderr is a terminal; log lines are printed above it.
+  It is closed after the last step, before the final evaluation.
+- `EvalProgress`: the same for an evaluation: a bar on a terminal, else a line at the start and the end.
 - `build_writers(output_dir, max_iter, log_period)`: the printer, `metrics.json` (`MetricsWriter`) and
-  TensorBoard events (TensorboardXWriter), for `hooks.PeriodicWriter`.
+  TensorBoard events (`TensorboardWriter`), for `hooks.PeriodicWriter`.
 - `trim_metrics(path, last_iteration)`: what `--resume` does to metrics.json before training on.
 """
 from __future__ import annotations
@@ -14,9 +21,10 @@ import logging
 import math
 import os
 import sys
+import time
 from collections import defaultdict
 from pathlib import Path
-from typing import List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import torch
 from detectron2.engine import hooks
@@ -29,7 +37,7 @@ from detectron2.utils.events import (
 )
 
 from .checkpoint import atomic_write_text, reporting_full_disk
-from .launch import LOGGER_NAMES
+from .launch import console_above_bar
 
 METRICS_FILE = "metrics.json"
 
@@ -38,6 +46,18 @@ def _record_line(record: dict) -> str:
     """One strict-JSON line: NaN and infinity (e.g. the AP of a size no object has) become null."""
     finite = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}
     return json.dumps(finite, sort_keys=True, allow_nan=False) + "\n"
+
+
+def _unwritten(written: Dict[str, int], window_size: int) -> Dict[int, Dict[str, float]]:
+    """The storage's latest scalars not written yet, by iteration; marks them written. Tracked per
+    key, not per iteration: the final evaluation is recorded at the last iteration, whose losses
+    were written already."""
+    by_iter: Dict[int, Dict[str, float]] = defaultdict(dict)
+    for k, (v, it) in get_event_storage().latest_with_smoothing_hint(window_size).items():
+        if it > written.get(k, -1):
+            by_iter[it][k] = v
+            written[k] = it
+    return by_iter
 
 
 class MetricsWriter(JSONWriter):
@@ -49,18 +69,13 @@ class MetricsWriter(JSONWriter):
         # Not JSONWriter.__init__, which opens the file.
         self._path = Path(json_file)
         self._window_size = window_size
-        self._last_write = -1
+        self._written: Dict[str, int] = {}
         self._file_handle = None
 
     def write(self) -> None:
-        storage = get_event_storage()
-        by_iter = defaultdict(dict)
-        for k, (v, it) in storage.latest_with_smoothing_hint(self._window_size).items():
-            if it > self._last_write:  # not written yet
-                by_iter[it][k] = v
+        by_iter = _unwritten(self._written, self._window_size)
         if not by_iter:
             return
-        self._last_write = max(by_iter)
         lines = "".join(_record_line({**by_iter[it], "iteration": it}) for it in sorted(by_iter))
         with reporting_full_disk(self._path):
             if self._file_handle is None:
@@ -72,6 +87,30 @@ class MetricsWriter(JSONWriter):
     def close(self) -> None:
         if self._file_handle is not None:
             self._file_handle.close()
+
+
+class TensorboardWriter(TensorboardXWriter):
+    """detectron2's TensorboardXWriter, writing each scalar once per iteration as `MetricsWriter` does
+    (so TensorBoard shows the final evaluation at the last iteration, as metrics.json does)."""
+
+    def __init__(self, log_dir: str, window_size: int = 20, **kwargs):
+        super().__init__(log_dir, window_size, **kwargs)
+        self._written: Dict[str, int] = {}
+
+    def write(self) -> None:
+        for it, scalars in sorted(_unwritten(self._written, self._window_size).items()):
+            for k, v in scalars.items():
+                self._writer.add_scalar(k, v, it)
+        storage = get_event_storage()
+        # Images and histograms as detectron2's writer: the storage keeps them for this writer only.
+        if storage._vis_data:
+            for name, img, step in storage._vis_data:
+                self._writer.add_image(name, img, step)
+            storage.clear_images()
+        if storage._histograms:
+            for params in storage._histograms:
+                self._writer.add_histogram_raw(**params)
+            storage.clear_histograms()
 
 
 def trim_metrics(path: Path, last_iteration: int) -> None:
@@ -95,35 +134,44 @@ def trim_metrics(path: Path, last_iteration: int) -> None:
 
 
 def _fmt(v: float) -> str:
-    return f"{v:.4g}"
+    return f"{v:.4g}" if math.isfinite(v) else "-"
+
+
+# Pseudo-label statistics the SSL line shows (when logged; absent or NaN shows nothing / "-").
+PSEUDO_ON_LINE = (("pseudo/boxes_per_image", "pseudo/img"), ("pseudo/valid_mask_fraction", "valid_masks"))
 
 
 class ProgressPrinter(CommonMetricPrinter):
-    """detectron2's CommonMetricPrinter, shorter and with `iter/max` and the percentage."""
+    """detectron2's CommonMetricPrinter, shorter: the iteration (as in metrics.json), the steps done of
+    MAX_ITER and the percentage, the losses except `hidden` ones (Polite Teacher's zero-weighted pseudo
+    losses), pseudo-labels per image and the valid-mask fraction when logged, the LR and the speed."""
 
-    def __init__(self, max_iter: int, window_size: int = 20):
+    def __init__(self, max_iter: int, window_size: int = 20, hidden: Sequence[str] = ()):
         super().__init__(max_iter, window_size)
         self.logger = logging.getLogger("politeteacher.train")
+        self._hidden = set(hidden)
 
     def write(self) -> None:
         storage = get_event_storage()
         it = storage.iter
-        # Training finished, or this iteration was written already: after_step was interrupted
-        # (Ctrl-C) after this writer, and after_train writes again (detectron2's ETA would divide by 0).
-        if it == self._max_iter or (self._last_write is not None and self._last_write[0] == it):
+        # After training (storage.iter == max_iter) or this iteration was written already: after_step
+        # was interrupted (Ctrl-C) after this writer, and after_train writes again.
+        if it >= self._max_iter or (self._last_write is not None and self._last_write[0] == it):
             return
         hist = storage.histories()
 
         def median(k):
             return hist[k].median(storage.count_samples(k, self._window_size))
 
-        losses = [k for k in hist if "loss" in k]
+        losses = [k for k in hist if "loss" in k and k not in self._hidden]
         losses.sort(key=lambda k: (k != "total_loss", k))
-        parts = [f"iter {it + 1}/{self._max_iter} ({100 * (it + 1) // self._max_iter}%)"]
+        done = it + 1
+        parts = [f"iter {it} ({done}/{self._max_iter}, {100 * done // self._max_iter}%)"]
         eta = self._get_eta(storage)
         if eta:
             parts.append(f"eta {eta}")
         parts += [f"{k} {_fmt(median(k))}" for k in losses]
+        parts += [f"{short} {_fmt(hist[k].latest())}" for k, short in PSEUDO_ON_LINE if k in hist]
         if "lr" in hist:
             parts.append(f"lr {hist['lr'].latest():.5g}")
         if "time" in hist:
@@ -136,22 +184,22 @@ class ProgressPrinter(CommonMetricPrinter):
 class ProgressBar(hooks.HookBase):
     """A tqdm bar over the iterations, shown only when stderr is a terminal (never in logs or CI).
 
-    While it is shown, the run's log lines are routed through tqdm so the bar stays at the bottom.
+    While it is shown, the run's console lines are written above it. It is closed after the last
+    step, so that it does not sit at 100 % through the final evaluation (which has its own bar).
     """
 
     def __init__(self, enabled: Optional[bool] = None):
         self.enabled = sys.stderr.isatty() if enabled is None else enabled
         self._bar = None
-        self._redirect = None
+        self._above = None
 
     def before_train(self):
         if not self.enabled:
             return
         from tqdm import tqdm
-        from tqdm.contrib.logging import logging_redirect_tqdm
 
-        self._redirect = logging_redirect_tqdm([logging.getLogger(n) for n in LOGGER_NAMES])
-        self._redirect.__enter__()
+        self._above = console_above_bar()
+        self._above.__enter__()
         self._bar = tqdm(total=self.trainer.max_iter, initial=self.trainer.start_iter,
                          unit="it", dynamic_ncols=True, leave=True)
 
@@ -163,36 +211,83 @@ class ProgressBar(hooks.HookBase):
         if "total_loss" in hist and "lr" in hist:
             self._bar.set_postfix(loss=_fmt(hist["total_loss"].median(20)),
                                   lr=f"{hist['lr'].latest():.3g}", refresh=False)
+        if self.trainer.storage.iter + 1 >= self.trainer.max_iter:
+            self.after_train()
 
     def after_train(self):
         if self._bar is not None:
             self._bar.close()
             self._bar = None
-        if self._redirect is not None:
-            self._redirect.__exit__(None, None, None)
-            self._redirect = None
+        if self._above is not None:
+            self._above.__exit__(None, None, None)
+            self._above = None
 
 
-def build_writers(output_dir: str, max_iter: int, log_period: int = 20) -> List[EventWriter]:
-    """Progress lines, `output_dir/metrics.json` and TensorBoard events in `output_dir`."""
+class EvalProgress:
+    """Progress of one evaluation: `callbacks` for detectron2's `inference_on_dataset` draw a tqdm bar
+    over the batches on a terminal (main process), or log a line at the start; `done()` logs the time
+    taken, COCOeval included."""
+
+    def __init__(self, what: str, total: int, enabled: Optional[bool] = None):
+        from detectron2.utils import comm
+
+        self.what, self.total = what, total
+        self.enabled = sys.stderr.isatty() and comm.is_main_process() if enabled is None else enabled
+        self._bar = self._above = None
+        self._start = time.perf_counter()
+        self.logger = logging.getLogger("politeteacher.eval")
+
+    @property
+    def callbacks(self) -> dict:
+        return {"on_start": self._on_start, "after_inference": self._step, "on_end": self._close}
+
+    def _on_start(self) -> None:
+        self._start = time.perf_counter()
+        if not self.enabled:
+            self.logger.info("Evaluating %s: %d batches", self.what, self.total)
+            return
+        from tqdm import tqdm
+
+        self._above = console_above_bar()
+        self._above.__enter__()
+        self._bar = tqdm(total=self.total, desc=f"eval {self.what}", unit="batch", dynamic_ncols=True, leave=False)
+
+    def _step(self) -> None:
+        if self._bar is not None:
+            self._bar.update(1)
+
+    def _close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._above.__exit__(None, None, None)
+            self._bar = self._above = None
+
+    def done(self) -> None:
+        self._close()
+        self.logger.info("Evaluated %s in %.1f s", self.what, time.perf_counter() - self._start)
+
+
+def build_writers(output_dir: str, max_iter: int, log_period: int = 20, hidden: Sequence[str] = ()) -> List[EventWriter]:
+    """Progress lines (without the `hidden` losses), `output_dir/metrics.json` and TensorBoard events
+    in `output_dir`."""
     window = max(1, min(20, log_period))
     return [
-        ProgressPrinter(max_iter, window_size=window),
+        ProgressPrinter(max_iter, window_size=window, hidden=hidden),
         MetricsWriter(f"{output_dir}/{METRICS_FILE}", window_size=window),
-        TensorboardXWriter(output_dir, window_size=window),
+        TensorboardWriter(output_dir, window_size=window),
     ]
 
 
-def build_progress_hooks(cfg, max_iter: int) -> List[hooks.HookBase]:
+def build_progress_hooks(cfg, max_iter: int, hidden: Sequence[str] = ()) -> List[hooks.HookBase]:
     """Writers every SOLVER.LOG_PERIOD iterations (and at the end) plus the terminal bar; register
     them last, after the eval hooks, so evaluation results reach metrics.json at their iteration.
-    Main process only (others get [])."""
+    The progress line leaves out the `hidden` losses. Main process only (others get [])."""
     from detectron2.utils import comm
 
     if not comm.is_main_process():
         return []
     period = max(1, int(cfg.SOLVER.LOG_PERIOD))
     return [
-        hooks.PeriodicWriter(build_writers(cfg.OUTPUT_DIR, max_iter, period), period=period),
+        hooks.PeriodicWriter(build_writers(cfg.OUTPUT_DIR, max_iter, period, hidden), period=period),
         ProgressBar(),
     ]

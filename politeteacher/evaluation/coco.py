@@ -82,6 +82,21 @@ class MaskScoringCOCOEvaluator(COCOEvaluator):
             if len(prediction) > 1:
                 self._predictions.append(prediction)
 
+    def reset(self):
+        super().reset()
+        # COCOeval's precision array per task, [IoU threshold, recall, class, area, max dets] (-1
+        # where undefined), for the per-class AP and precision-recall plots of `politeteacher eval`.
+        self.precisions: Dict[str, np.ndarray] = {}
+
+    @property
+    def class_names(self) -> List[str]:
+        return list(self._metadata.get("thing_classes", []))
+
+    def _derive_coco_results(self, coco_eval, iou_type, class_names=None):
+        if coco_eval is not None:
+            self.precisions[iou_type] = coco_eval.eval["precision"]
+        return super()._derive_coco_results(coco_eval, iou_type, class_names=class_names)
+
     def _eval_predictions(self, predictions, img_ids=None):
         self._logger.info("Preparing results for COCO format ...")
         coco_results = list(itertools.chain(*[x["instances"] for x in predictions]))

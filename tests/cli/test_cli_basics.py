@@ -12,7 +12,7 @@ def test_help_lists_every_command():
     out = run_cli("--help")
     assert out.returncode == 0
     for cmd in ("split", "train-baseline", "train-ssl", "eval", "predict", "pseudo-label", "presets", "doctor", "plot",
-                "demo", "check-data"):
+                "compare", "demo", "check-data"):
         assert cmd in out.stdout
     assert run_cli("--version").stdout.strip() == f"politeteacher {__version__}"
 

@@ -92,11 +92,12 @@ def test_train_baseline_writes_a_complete_run(run):
     records = [json.loads(l) for l in (run.dir / "metrics.json").read_text().splitlines()]
     assert sorted(r["iteration"] for r in records if "total_loss" in r) == [0, 1, 2, 3]
     assert {"loss_fcos_cls", "loss_fcos_loc", "loss_fcos_ctr", "loss_mask", "loss_maskiou", "lr"} <= set(records[0])
-    assert [r["iteration"] for r in records if "segm/AP" in r] == [1, 4]  # every 2 and at the end
+    # every 2 and at the end, recorded at the last iteration (as the losses and checkpoints number it)
+    assert [r["iteration"] for r in records if "segm/AP" in r] == [1, 3]
     cfg = (run.dir / "config.yaml").read_text()
     assert "NUM_CLASSES: 6" in cfg and "circle" in cfg
     # Progress a person can follow, and the final tables.
-    assert "iter 4/4 (100%)" in run.out and "loss_mask" in run.out
+    assert "iter 3 (4/4, 100%)" in run.out and "loss_mask" in run.out
     assert "segm" in run.out and f"run folder: {run.dir}" in run.out
 
 
@@ -149,6 +150,9 @@ def test_eval_prints_both_tables_matching_its_json(run, tmp_path):
     assert "circle" in out  # per-category rows
     raw = json.loads((out_dir / "custom_val" / "coco_instances_results.json").read_text())
     assert isinstance(raw, list)
+    for plot in ("ap_per_class.png", "pr_curves.png"):  # from COCOeval's precision array
+        assert (out_dir / "custom_val" / plot).read_bytes()[:4] == b"\x89PNG"
+    assert "Average Precision" not in out and "Average Precision" in (out_dir / "log.txt").read_text()
 
 
 def test_eval_and_load_two_model_checkpoint(run, tmp_path):

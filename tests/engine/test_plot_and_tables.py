@@ -58,3 +58,100 @@ def test_format_results_and_json_agree(tmp_path):
     saved = json.loads(write_results(tmp_path / "r.json", res, weights="w.pth").read_text())
     assert saved["results"]["val"]["bbox"]["APs"] is None  # strict JSON: NaN becomes null
     assert saved["weights"] == "w.pth"
+
+
+def _panel(fig, title):
+    return next(ax for ax in fig.axes if ax.get_title() == title)
+
+
+def _labels(ax):
+    return [line.get_label() for line in ax.get_lines()]
+
+
+def test_curves_from_one_point_draw_every_series_with_a_marker():
+    from politeteacher.engine.plot import draw_curves
+
+    fig = draw_curves({"run": [{"iteration": 0, "total_loss": 2.0, "loss_mask": 0.5, "lr": 0.01}]})
+    assert [ax.get_title() for ax in fig.axes] == ["supervised losses", "learning rate"]
+    losses = _panel(fig, "supervised losses")
+    assert _labels(losses) == ["total_loss", "loss_mask"]
+    assert all(line.get_marker() == "o" for line in losses.get_lines())  # one point: no line without it
+    assert losses.get_yscale() == "log"
+
+
+def test_panels_of_a_polite_teacher_run_with_zero_losses_and_unmeasured_statistics():
+    from politeteacher.engine.plot import draw_curves
+
+    records = [{"iteration": i, "total_loss": 3.0 - i, "loss_mask": 0.0 if i == 0 else 0.5,
+                "loss_fcos_cls_pseudo": 0.1 * i, "loss_fcos_loc_pseudo": 0.0, "lr": 0.01,
+                "pseudo/boxes_per_image": 2.0 + i, "pseudo/valid_mask_fraction": 0.5,
+                "pseudo/box_precision": None if i == 0 else 0.8,  # NaN in JSON-safe form: nothing measured
+                "teacher/segm/AP": 10.0 + i, "student/segm/AP": 9.0 + i, "teacher/segm/AP50": 20.0}
+               for i in range(3)]
+    records.append({"iteration": 3, "pseudo/mask_recall": float("nan")})
+    fig = draw_curves({"ssl": records})
+    assert [ax.get_title() for ax in fig.axes] == [
+        "supervised losses", "pseudo-label losses", "learning rate", "AP", "pseudo-labels per image",
+        "pseudo-label quality"]
+    supervised = _panel(fig, "supervised losses")
+    assert supervised.get_yscale() == "linear"  # a 0 among the values: no log scale
+    assert _labels(_panel(fig, "pseudo-label losses")) == ["loss_fcos_cls_pseudo"]  # 0 throughout: left out
+    assert _labels(_panel(fig, "AP")) == ["student/segm/AP", "teacher/segm/AP"]  # both models, AP only
+    quality = _panel(fig, "pseudo-label quality")
+    assert _labels(quality) == ["pseudo/box_precision", "pseudo/valid_mask_fraction"]
+    precision = quality.get_lines()[0]
+    assert list(precision.get_xdata()) == [1, 2]  # the unmeasured iteration draws nothing
+    colours = [line.get_color() for line in supervised.get_lines()]
+    assert len(set(colours)) == len(colours)
+    legend = supervised.get_legend()
+    assert legend.get_bbox_to_anchor().x0 > supervised.get_window_extent().x1 - 1  # right of the data
+
+
+def test_plot_runs_overlays_several_runs_a_colour_each(tmp_path):
+    from politeteacher.engine.plot import draw_curves, plot_runs
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    for folder, scale in ((a, 1.0), (b, 2.0)):
+        folder.mkdir()
+        folder.joinpath("metrics.json").write_text("".join(
+            json.dumps({"iteration": i, "total_loss": scale / (i + 1), "lr": 0.01, "segm/AP": scale * i}) + "\n"
+            for i in range(3)))
+    out = plot_runs([a, b], tmp_path / "out" / "both.png")
+    assert out == tmp_path / "out" / "both.png" and out.read_bytes()[:4] == b"\x89PNG"
+    fig = draw_curves({"a": read_metrics(a / "metrics.json"), "b": read_metrics(b / "metrics.json")})
+    losses = _panel(fig, "supervised losses")
+    assert _labels(losses) == ["a: total_loss", "b: total_loss"]
+    assert losses.get_lines()[0].get_color() != losses.get_lines()[1].get_color()
+    assert list(losses.get_lines()[1].get_ydata()) == [2.0, 1.0, 2.0 / 3]
+
+
+def test_zero_weighted_pseudo_losses_of_a_run_are_not_drawn(tmp_path):
+    from politeteacher.engine.plot import zero_weighted_losses
+
+    (tmp_path / "config.yaml").write_text(
+        "SEMISUPERVISED:\n  UNSUP_LOSS_WEIGHT: 2.0\n  PSEUDO_LOC_WEIGHT: 0.0\n  PSEUDO_CTR_WEIGHT: 1.0\n"
+        "  PSEUDO_MASK_LOSSES: true\n  PSEUDO_MASKIOU_LOSS: false\n")
+    assert sorted(zero_weighted_losses(tmp_path)) == ["loss_fcos_loc_pseudo", "loss_maskiou_pseudo"]
+
+
+def test_eval_plots_from_cocoeval_precision(tmp_path):
+    import numpy as np
+
+    from politeteacher.engine.plot import class_ap, draw_ap_per_class, draw_pr_curves, plot_eval
+
+    # [IoU 10, recall 101, class 2, area 4, max dets 3]; class 1 has no ground truth (-1)
+    precision = np.full((10, 101, 2, 4, 3), -1.0)
+    precision[:, :, 0, 0, -1] = 0.5
+    precision[:5, :51, 0, 0, -1] = 1.0  # half the IoU thresholds reach recall 0.5 at precision 1
+    ap = class_ap(precision)
+    expected = 100 * (0.5 * (51 * 1.0 + 50 * 0.5) / 101 + 0.5 * 0.5)
+    assert ap[0] == pytest.approx(expected) and math.isnan(ap[1])
+    bars = draw_ap_per_class({"bbox": precision, "segm": precision}, ["circle", "star"])
+    assert [t.get_text() for t in bars.axes[0].get_yticklabels()] == ["circle", "star"]
+    assert [round(p.get_width(), 6) for p in bars.axes[0].patches] == [round(expected, 6), 0.0] * 2
+    pr = draw_pr_curves({"segm": precision})
+    assert _labels(pr.axes[0]) == ["IoU 0.50", "IoU 0.75", "IoU 0.50:0.95"]
+    assert list(pr.axes[0].get_lines()[0].get_ydata()[[0, 50, 51, 100]]) == [1.0, 1.0, 0.5, 0.5]
+    written = plot_eval({"segm": precision}, ["circle", "star"], tmp_path / "ds")
+    assert [p.name for p in written] == ["ap_per_class.png", "pr_curves.png"]
+    assert all(p.read_bytes()[:4] == b"\x89PNG" for p in written)

@@ -16,7 +16,8 @@ def test_progress_line_has_iteration_of_max_eta_losses_lr(caplog):
             storage.put_scalars(total_loss=2.0, loss_mask=0.5, lr=0.01, time=0.25)
         printer.write()
     line = caplog.records[-1].getMessage()
-    assert line.startswith("iter 40/300 (13%)  eta 0:01:05")
+    # the iteration as metrics.json numbers it (0-based), then the steps done
+    assert line.startswith("iter 39 (40/300, 13%)  eta 0:01:05")
     assert "total_loss 2  loss_mask 0.5  lr 0.01  0.25 s/it" in line
 
 
@@ -32,7 +33,7 @@ def test_a_second_line_for_the_same_iteration_is_skipped(caplog):
         storage.put_scalars(total_loss=1.0, lr=0.01)
         printer.write()
         printer.write()
-    assert [r.getMessage().split()[1] for r in caplog.records] == ["1/300", "2/300"]
+    assert [r.getMessage().split()[1] for r in caplog.records] == ["0", "1"]
 
 def test_bar_counts_iterations_and_shows_loss(capsys):
     with EventStorage(0) as storage:
@@ -84,3 +85,64 @@ def test_trim_keeps_the_records_up_to_the_resumed_checkpoint(tmp_path):
     assert [r["iteration"] for r in records] == [0, 1, 2, 3] and records[3]["segm/AP"] is None
     trim_metrics(path, -1)  # --resume of a run without a checkpoint starts at iteration 0
     assert path.read_text() == ""
+
+
+def test_ssl_line_leaves_out_hidden_losses_and_shows_pseudo_labels(caplog):
+    printer = ProgressPrinter(max_iter=10, window_size=1, hidden=["loss_fcos_loc_pseudo"])
+    with caplog.at_level(logging.INFO, logger="politeteacher.train"), EventStorage(0) as storage:
+        storage.put_scalars(total_loss=2.0, loss_fcos_loc_pseudo=0.0, loss_mask_pseudo=0.25, lr=0.01)
+        storage.put_scalars(**{"pseudo/boxes_per_image": 3.5, "pseudo/valid_mask_fraction": float("nan")},
+                            smoothing_hint=False)
+        printer.write()
+    line = caplog.records[-1].getMessage()
+    assert "loss_fcos_loc_pseudo" not in line and "loss_mask_pseudo 0.25" in line
+    assert "pseudo/img 3.5  valid_masks -  lr 0.01" in line  # NaN: not measured
+
+
+def test_final_evaluation_is_written_at_the_last_iteration_after_its_losses(tmp_path):
+    # The losses of the last iteration are written at its end; the evaluation after training is
+    # recorded at the same iteration and must still reach metrics.json.
+    path = tmp_path / "metrics.json"
+    writer = MetricsWriter(str(path), window_size=1)
+    with EventStorage(0) as storage:
+        storage.iter = 3
+        storage.put_scalars(total_loss=1.0, smoothing_hint=False)
+        writer.write()
+        storage.put_scalars(**{"segm/AP": 12.5}, smoothing_hint=False)
+        writer.write()
+        writer.write()  # nothing new: nothing written
+    writer.close()
+    assert [_strict(l) for l in path.read_text().splitlines()] == [
+        {"iteration": 3, "total_loss": 1.0}, {"iteration": 3, "segm/AP": 12.5}]
+
+
+def test_bar_is_closed_after_the_last_step_before_the_final_evaluation():
+    with EventStorage(0) as storage:
+        bar = ProgressBar(enabled=True)
+        bar.trainer = SimpleNamespace(max_iter=2, start_iter=0, storage=storage)
+        bar.before_train()
+        bar.after_step()
+        assert bar._bar is not None
+        storage.iter = 1
+        bar.after_step()
+        assert bar._bar is None  # closed: the final evaluation (after_train) has its own progress
+        bar.after_train()
+
+
+def test_tensorboard_has_the_final_evaluation_at_the_last_iteration_too(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from politeteacher.engine.progress import TensorboardWriter
+
+    writer = TensorboardWriter(str(tmp_path), window_size=1)
+    with EventStorage(0) as storage:
+        storage.iter = 3
+        storage.put_scalars(total_loss=1.0, smoothing_hint=False)
+        writer.write()
+        storage.put_scalars(**{"segm/AP": 12.5}, smoothing_hint=False)
+        writer.write()
+    writer.close()
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    assert [(e.step, e.value) for e in events.Scalars("segm/AP")] == [(3, 12.5)]
+    assert [(e.step, e.value) for e in events.Scalars("total_loss")] == [(3, 1.0)]
