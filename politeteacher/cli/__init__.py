@@ -133,7 +133,7 @@ def _root(
 
 
 # Registering the commands; each module adds its own to `app`.
-from . import demo, doctor, evaluate, plot, predict, presets, split, train, train_ssl  # noqa: E402,F401
+from . import demo, doctor, evaluate, export, plot, predict, presets, split, train, train_ssl  # noqa: E402,F401
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -128,10 +129,20 @@ def inference_cfg(
     val_images: Optional[Path] = None,
 ):
     """The config for `eval` / `predict` of a checkpoint: the preset or config file if given, else the
-    config.yaml of the run the checkpoint comes from, else `default_preset`."""
+    config.yaml of the run the checkpoint comes from, else the config a lean checkpoint carries (e.g. one
+    made by `politeteacher strip` and moved away from its run), else `default_preset`."""
+    flags = data_overrides(val_json=val_json, val_images=val_images) + run_overrides(device=device)
     if preset is None and config_file is None and weights and "://" not in weights:
         config_file = run_config(Path(weights))
-    flags = data_overrides(val_json=val_json, val_images=val_images) + run_overrides(device=device)
+        if config_file is None:
+            from ..engine.checkpoint import checkpoint_config
+
+            text = checkpoint_config(weights)
+            if text is not None:
+                with tempfile.TemporaryDirectory() as tmp:
+                    embedded = Path(tmp) / "config.yaml"
+                    embedded.write_text(text)
+                    return build_cfg(None, embedded, list(extra), flags)
     return build_cfg(preset, config_file, list(extra), flags, default_preset=default_preset)
 
 
