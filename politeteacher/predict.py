@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 import re
 import time
 from dataclasses import dataclass, field
@@ -47,7 +48,7 @@ from .errors import PoliteTeacherError
 from .inference.model import Predictor, checkpoint_classes, read_checkpoint
 from .inference.outputs import (
     CSV_FILE, IMAGES_FILE, MASKS_DIR, PREDICTIONS_FILE, RESULT_FILES, STREAM_FILE, ResultWriter, output_folder,
-    render_overlay,
+    png_bytes, render_overlay,
 )
 from .inference.progress import Progress
 from .inference.sources import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, collect_images, image_batches, is_video
@@ -129,6 +130,9 @@ class _Run:
             r["file_name"] = entry["file_name"]
         return results
 
+    def overlay_png(self, image: np.ndarray, instances) -> bytes:
+        return png_bytes(self.overlay(image, instances))
+
     def overlay(self, image: np.ndarray, instances) -> np.ndarray:
         rgb = image[:, :, ::-1] if self.predictor.input_format == "BGR" else image
         if rgb.ndim == 2 or rgb.shape[2] == 1:
@@ -136,12 +140,16 @@ class _Run:
         return render_overlay(np.ascontiguousarray(rgb), instances, self.names)
 
     def write(self, writer: ResultWriter, report: PredictReport, entry: dict, instances, name: str,
-              image: Optional[np.ndarray], overlay_ref: Optional[str] = None) -> Optional[np.ndarray]:
-        """Write one image's (or frame's) results; returns its overlay (None without overlays)."""
+              image: Optional[np.ndarray], overlay_ref: Optional[str] = None,
+              overlay_png: Optional[bytes] = None) -> Optional[np.ndarray]:
+        """Write one image's (or frame's) results: its overlay is drawn from `image`, or given as
+        `overlay_png`, or goes elsewhere (`overlay_ref`, e.g. a video). Returns what was drawn."""
         results = self.results(instances, entry)
         drawn = self.overlay(image, instances) if self.overlays and image is not None else None
+        if drawn is not None and overlay_ref is None:
+            overlay_png = png_bytes(drawn)
         masks = instances.pred_masks.numpy() if writer.masks and instances.has("pred_masks") else None
-        target = writer.add(entry, results, name, drawn if overlay_ref is None else None, masks, overlay_ref)
+        target = writer.add(entry, results, name, overlay_png, masks, overlay_ref)
         if target is not None:
             report.overlays.append(target)
         report.num_images += 1
@@ -193,19 +201,38 @@ def predict(
         with ResultWriter(out, masks=save_masks, csv_rows=save_txt, class_of=run.class_of()) as writer:
             batches = image_batches(images, run.predictor.prepare, run.predictor.input_format, batch_size,
                                     workers, keep_original=overlays)
-            for batch in batches:
-                readable = [x for x in batch if x["error"] is None]
-                for x in batch:
-                    if x["error"] is not None:
-                        logger.warning("skipping %s: %s", x["path"], x["error"])
-                        report.skipped.append((str(x["path"]), x["error"]))
-                for x, instances in zip(readable, run.predictor.run(readable) if readable else []):
-                    instances = run.filter(instances)
-                    entry = {"id": len(writer.images) + 1, "file_name": str(x["path"].resolve()),
-                             "height": int(x["height"]), "width": int(x["width"])}
-                    original = x["original"].numpy() if overlays else None
-                    run.write(writer, report, entry, instances, writer.free_name(x["path"].stem), original)
-                bar.update(len(batch))
+            # Overlays are drawn by a thread while the model runs on the next batch (its convolutions
+            # release the GIL); a batch's results are written once its overlays are done.
+            drawer = ThreadPoolExecutor(1) if overlays else None
+            pending: List[tuple] = []
+
+            def write_pending():
+                for entry, instances, name, drawing in pending:
+                    run.write(writer, report, entry, instances, name, None,
+                              overlay_png=drawing.result() if drawing is not None else None)
+                    bar.update(1)
+                pending.clear()
+
+            try:
+                for batch in batches:
+                    readable = [x for x in batch if x["error"] is None]
+                    for x in batch:
+                        if x["error"] is not None:
+                            logger.warning("skipping %s: %s", x["path"], x["error"])
+                            report.skipped.append((str(x["path"]), x["error"]))
+                            bar.update(1)
+                    outputs = run.predictor.run(readable) if readable else []
+                    write_pending()
+                    for x, instances in zip(readable, outputs):
+                        instances = run.filter(instances)
+                        entry = {"id": len(writer.images) + len(pending) + 1, "file_name": str(x["path"].resolve()),
+                                 "height": int(x["height"]), "width": int(x["width"])}
+                        drawing = drawer.submit(run.overlay_png, x["original"].numpy(), instances) if drawer else None
+                        pending.append((entry, instances, writer.free_name(x["path"].stem), drawing))
+                write_pending()
+            finally:
+                if drawer is not None:
+                    drawer.shutdown(cancel_futures=True)
             if bar is not None:
                 bar.close()
             for video in videos:

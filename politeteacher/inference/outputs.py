@@ -113,7 +113,7 @@ class ResultWriter:
         self._used.add(name)
         return name
 
-    def add(self, image: dict, results: List[dict], name: str, overlay_rgb: Optional[np.ndarray] = None,
+    def add(self, image: dict, results: List[dict], name: str, overlay_png: Optional[bytes] = None,
             masks: Optional[np.ndarray] = None, overlay_ref: Optional[str] = None) -> Optional[Path]:
         """Write one image's outputs; `image` is its images.json entry, `name` a `free_name`, `masks`
         its instances' (N, H, W) bool masks in the order of `results`. Returns the overlay's path."""
@@ -121,10 +121,10 @@ class ResultWriter:
 
         if self._stream is None:
             self._open()
-        overlay = self.folder / f"{name}.png" if overlay_rgb is not None else None
+        overlay = self.folder / f"{name}.png" if overlay_png is not None else None
         try:
             if overlay is not None:
-                atomic_write(overlay, lambda f: f.write(png_bytes(overlay_rgb)))
+                atomic_write(overlay, lambda f: f.write(overlay_png))
             if self.masks and masks is not None and len(results):
                 (self.folder / MASKS_DIR).mkdir(exist_ok=True)
                 for k, (r, m) in enumerate(zip(results, masks), start=1):

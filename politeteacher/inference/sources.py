@@ -86,6 +86,8 @@ def image_batches(files: Sequence[Path], make_input, input_format: str, batch_si
                   keep_original: bool) -> Iterator[List[Dict[str, Any]]]:
     """Batches of `ImageFiles` items in file order; `workers` processes decode and resize the next
     batches while the model runs on this one (0: in this process)."""
+    from detectron2.data import detection_utils  # noqa: F401  (imported once, before the workers fork)
+
     dataset = ImageFiles(files, make_input, input_format, keep_original)
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=list,

@@ -117,16 +117,16 @@ def test_a_second_predict_goes_to_the_next_numbered_folder(demo_run, tmp_path, m
 
 KILL_AFTER = """
 import os, signal, sys
-from politeteacher.inference import model as M
+from politeteacher.inference import outputs as O
 
-done, run = 0, M.Predictor.run
-def run_then_die(self, inputs):  # SIGKILL (no clean-up possible) as the batch after image {n} starts
+done, add = 0, O.ResultWriter.add
+def add_then_die(self, *args, **kwargs):  # SIGKILL (no clean-up possible) as image {n} + 1 is written
     global done
     if done == {n}:
         os.kill(os.getpid(), signal.SIGKILL)
-    done += len(inputs)
-    return run(self, inputs)
-M.Predictor.run = run_then_die
+    done += 1
+    return add(self, *args, **kwargs)
+O.ResultWriter.add = add_then_die
 from politeteacher.cli import main
 sys.argv = ["politeteacher", *sys.argv[1:]]
 main()
