@@ -331,6 +331,7 @@ __all__ = [
     "load_initial_weights",
     "resolve_weights",
     "checkpoint_config",
+    "load_cpu",
     "strip_checkpoint",
     "LEAN_KEYS",
     "periodic_checkpoints",
@@ -403,10 +404,21 @@ def load_initial_weights(model: torch.nn.Module, weights: str, which: str = "tea
         logger.info("Loaded %d tensors from %s (%s)", loaded["loaded"], weights, which)
 
 
-def _load_cpu(path: Path) -> Any:
-    """A checkpoint file's content, tensors memory-mapped (on the CPU); a one-line error if unreadable."""
+def load_cpu(path: os.PathLike | str) -> Any:
+    """A checkpoint file's content on the CPU, tensors memory-mapped (nothing is read twice that is not
+    used) where the file's format allows it: files of torch < 1.6 (CenterMask2's era) do not."""
     try:
         return torch.load(path, map_location="cpu", mmap=True)
+    except RuntimeError as e:
+        if "mmap" not in str(e):
+            raise
+        return torch.load(path, map_location="cpu")
+
+
+def _load_cpu(path: Path) -> Any:
+    """`load_cpu`, or a one-line error if the file is unreadable."""
+    try:
+        return load_cpu(path)
     except Exception as e:  # any file can be passed: whatever fails is the reason
         raise PoliteTeacherError(
             f"checkpoint {path} could not be read ({type(e).__name__}); pass a .pth file written by politeteacher "
@@ -418,7 +430,7 @@ def checkpoint_config(weights: os.PathLike | str) -> Optional[str]:
     """The run config (YAML text) a lean or stripped checkpoint carries, None when it has none or is
     not a readable checkpoint."""
     try:
-        data = torch.load(Path(weights), map_location="cpu", mmap=True)
+        data = load_cpu(weights)
     except Exception:  # not ours to judge here: loading the weights reports it
         return None
     text = data.get("config") if isinstance(data, dict) else None

@@ -19,8 +19,10 @@ def read_checkpoint(weights: str) -> Any:
         return weights
     if not os.path.isfile(weights):
         raise PoliteTeacherError(f"weights file {weights} not found; pass an existing .pth checkpoint")
+    from ..engine.checkpoint import load_cpu
+
     try:
-        return torch.load(weights, map_location="cpu", mmap=True)
+        return load_cpu(weights)
     except Exception as e:  # any file can be passed: whatever fails is the reason
         raise PoliteTeacherError(
             f"checkpoint {weights} could not be read ({type(e).__name__}); is it a .pth file?") from e

@@ -10,9 +10,9 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from ..data.datasets import IMAGE_EXTENSIONS
 from ..errors import PoliteTeacherError
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 # Files OpenCV's FFmpeg back-end reads as video; a folder's or a pattern's other files are not looked at.
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
 

@@ -93,3 +93,13 @@ def test_strip_never_overwrites(tmp_path):
     assert_one_line_error(run_in_process("strip", tmp_path / "nothing.pth"), "nothing.pth not found")
     (tmp_path / "junk.pth").write_text("not a checkpoint")
     assert_one_line_error(run_in_process("strip", tmp_path / "junk.pth"), "could not be read")
+
+
+def test_checkpoints_of_old_torch_versions_load_too(tmp_path):
+    # torch < 1.6 wrote no zip file (CenterMask2's checkpoints may be such): no memory map, still read.
+    src = tmp_path / "old.pth"
+    layer = nn.Linear(3, 2)
+    torch.save({"model": layer.state_dict(), "iteration": 3}, src, _use_new_zipfile_serialization=False)
+    assert torch.equal(ck.load_cpu(src)["model"]["weight"], layer.weight)
+    stripped = torch.load(ck.strip_checkpoint(src))
+    assert stripped["iteration"] == 3 and torch.equal(stripped["model"]["weight"], layer.weight)
