@@ -152,3 +152,25 @@ def test_progress_without_a_terminal_is_plain_lines(capsys):
     lines = capsys.readouterr().err.splitlines()
     assert lines[0].startswith("predict: 2/5 images, ") and lines[1].startswith("predict: 5/5 images, ")
     assert all(l.endswith("images/s") for l in lines)
+
+
+def test_webcam_without_a_display_writes_frames(demo_run, tmp_path, monkeypatch):
+    """Camera 0 played by a video file (OpenCV reads both alike); no display, so annotated frames are PNGs."""
+    import cv2
+
+    from politeteacher.config import resolve_config
+    from politeteacher.inference import sources
+    from politeteacher.predict import predict_webcam
+
+    clip = _video(tmp_path / "cam.mp4")
+    monkeypatch.setattr(sources, "open_video", lambda source, name: cv2.VideoCapture(str(clip)))
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    cfg = resolve_config(None, str(demo_run.dir / "config.yaml"), [])
+    report = predict_webcam(cfg, 0, str(demo_run.weights), tmp_path / "cam", threshold=0.0, max_frames=3)
+    assert report.num_images == 3 and report.output_dir == tmp_path / "cam"
+    names = [f"webcam0_{i:06d}.png" for i in range(3)]
+    assert sorted(p.name for p in (tmp_path / "cam").glob("*.png")) == names
+    lines = [json.loads(l) for l in (tmp_path / "cam" / "predictions.jsonl").read_text().splitlines()]
+    assert [l["image"]["frame"] for l in lines] == [0, 1, 2] and [l["overlay"] for l in lines] == names
+    assert (tmp_path / "cam" / "predictions.json").is_file()
