@@ -1,264 +1,164 @@
-"""Segment image files: one overlay PNG per image and COCO-style results for all of them.
+"""Segment images, videos and camera frames: overlays and COCO-style results.
 
     from politeteacher.predict import predict
-    report = predict(cfg, ["img.jpg", "folder/", "shots/*.png"], "runs/baseline/demo/model_final.pth", "out/")
+    report = predict(cfg, ["img.jpg", "folder/", "shots/*.png", "clip.mp4"], "runs/baseline/demo/model_final.pth", "out/")
+
+The model is built once; images are decoded and resized by a loader worker while the model runs on the
+previous batch (`batch_size` images per forward pass; images of different padded sizes go in separate
+passes, so a batch gives each image the results it gets alone). Video files (VIDEO_EXTENSIONS) are read
+frame by frame with OpenCV, after the images. Class names and dataset ids come from the checkpoint (lean
+ones carry them) or the config (a run's config.yaml records them); no dataset is registered or read.
 
 The output folder is the one asked for unless it holds earlier results (any of RESULT_FILES); then it
 is the first free numbered one beside it (`out2`, `out3`, ...; Ultralytics' `runs/predict`,
 `runs/predict2`). A folder holding input images is refused. Nothing in it is ever overwritten:
 - `<image stem>.png`: the image with masks, boxes, class names and scores (detectron2's Visualizer),
-  `<stem>_2.png`, ... when that name is taken;
-- `predictions.jsonl`: one JSON object per image, appended and flushed as soon as the image is done
+  `<stem>_2.png`, ... when that name is taken (none with `overlays=False`); for a video, `<stem>.mp4`,
+  the annotated video;
+- `predictions.jsonl`: one JSON object per image or frame, appended and flushed as soon as it is done
   (so a killed run keeps them): {"image": its images.json entry, "overlay": file name,
   "predictions": its predictions.json entries};
+- `masks/<name>_<k>.png` (`save_masks`): one PNG per instance (0 or 255, at the image's size), k = 1, 2,
+  ... the instance's place in its image's predictions, whose entry names the file as "mask_file";
+- `predictions.csv` (`save_txt`): one row per instance, CSV_COLUMNS (box x, y, width, height in pixels,
+  as the JSON's bbox), streamed like the JSON lines;
 - at the end, written atomically: `predictions.json`, COCO results, a list of {image_id, file_name,
   category_id (the dataset's id), bbox (xywh), score, segmentation (RLE), mask_score}; and
   `images.json`, a COCO header for those results ({images, categories, annotations: []}), so that
-  `COCO("images.json").loadRes("predictions.json")` works.
+  `COCO("images.json").loadRes("predictions.json")` works. A video frame is an image entry with the
+  video as file_name and its 0-based "frame".
 Files that cannot be read as images are reported and skipped; the others are still written.
 """
 from __future__ import annotations
 
-import glob
-import io
-import json
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
+import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
+from .data.classes import class_metadata
 from .errors import PoliteTeacherError
+from .inference.model import Predictor, checkpoint_classes, read_checkpoint
+from .inference.outputs import (
+    CSV_FILE, IMAGES_FILE, MASKS_DIR, PREDICTIONS_FILE, RESULT_FILES, STREAM_FILE, ResultWriter, output_folder,
+    png_bytes, render_overlay,
+)
+from .inference.progress import Progress
+from .inference.sources import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, collect_images, image_batches, is_video
 
 logger = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-PREDICTIONS_FILE = "predictions.json"
-IMAGES_FILE = "images.json"
-STREAM_FILE = "predictions.jsonl"
-# What predict writes beside the overlays: a folder holding any of them holds earlier results.
-RESULT_FILES = (STREAM_FILE, PREDICTIONS_FILE, IMAGES_FILE)
+__all__ = [
+    "predict", "predict_webcam", "PredictReport", "Predictor", "collect_images", "class_metadata",
+    "render_overlay", "output_folder", "ResultWriter", "default_batch_size",
+    "IMAGE_EXTENSIONS", "VIDEO_EXTENSIONS", "RESULT_FILES", "STREAM_FILE", "PREDICTIONS_FILE", "IMAGES_FILE",
+    "CSV_FILE", "MASKS_DIR",
+]
 
 
 @dataclass
 class PredictReport:
-    """What `predict` did: the folder it wrote to, overlays written, the JSON files, and the inputs it
-    skipped (path, why)."""
+    """What `predict` did: the folder it wrote to, overlays (and annotated videos) written, the JSON
+    files, the inputs it skipped (path, why), and its speed."""
 
     output_dir: Optional[Path] = None
     overlays: List[Path] = field(default_factory=list)
     stream: Optional[Path] = None
     predictions_json: Optional[Path] = None
     images_json: Optional[Path] = None
+    csv: Optional[Path] = None
     skipped: List[Tuple[str, str]] = field(default_factory=list)
+    num_images: int = 0
     num_detections: int = 0
+    images_per_s: float = 0.0
 
 
-def collect_images(items: Sequence[str]) -> Tuple[List[Path], List[Tuple[str, str]]]:
-    """Expand files, folders (their image files, not recursive) and glob patterns into a list of
-    files, in the given order without duplicates. Returns (files, [(item, why it gave nothing)]).
-    Explicitly named files are kept whatever their extension (reading them decides)."""
-    files: List[Path] = []
-    problems: List[Tuple[str, str]] = []
-
-    def images_in(paths):
-        return [p for p in paths if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
-
-    for item in items:
-        p = Path(item).expanduser()
-        if p.is_dir():
-            found = images_in(sorted(p.iterdir()))
-            if not found:
-                problems.append((item, f"folder has no images ({', '.join(IMAGE_EXTENSIONS)})"))
-            files += found
-        elif p.is_file():
-            files.append(p)
-        elif glob.has_magic(item):
-            found = images_in(sorted(Path(m) for m in glob.glob(os.path.expanduser(item), recursive=True)))
-            if not found:
-                problems.append((item, "pattern matches no image"))
-            files += found
-        else:
-            problems.append((item, "not found"))
-    seen, unique = set(), []
-    for f in files:
-        key = f.resolve()
-        if key not in seen:
-            seen.add(key)
-            unique.append(f)
-    return unique, problems
+def default_batch_size(device: str) -> int:
+    """Images per forward pass when none is asked for: 8 on a GPU, 2 on the CPU (where larger batches
+    gain nothing measurable and delay the first results)."""
+    return 8 if str(device).startswith("cuda") else 2
 
 
-def class_metadata(cfg) -> Tuple[List[str], Dict[int, int]]:
-    """(class names, contiguous id -> dataset category id) for a config, without registering, making
-    or loading a dataset (a demo run's config would otherwise generate the whole demo set for names).
+class _Run:
+    """The state one predict shares between its images and videos: model, classes, filters, writer."""
 
-    Names: DATASETS.CLASS_NAMES (a run's config.yaml records them), else the training set's categories,
-    else "class <i>". Ids: the training set's category ids when they are known without loading it, else
-    the contiguous ids (see `_training_categories`)."""
-    num = cfg.MODEL.FCOS.NUM_CLASSES
-    ids, dataset_names = _training_categories(cfg)
-    names = list(cfg.DATASETS.CLASS_NAMES) or dataset_names
-    if len(names) != num:
-        names = [f"class {i}" for i in range(num)]
-    if len(ids) != num:
-        ids = list(range(num))
-    return names, dict(enumerate(ids))
+    def __init__(self, cfg, weights, which, threshold, classes, overlays):
+        if not 0.0 <= threshold <= 1.0:
+            raise PoliteTeacherError(f"--threshold must be in [0, 1], got {threshold:g}")
+        checkpoint = read_checkpoint(weights)
+        num = cfg.MODEL.FCOS.NUM_CLASSES
+        carried, configured = checkpoint_classes(checkpoint, num), class_metadata(cfg)
+        # Names given by the config (predict's --data / --dataset, or the run's config.yaml, which
+        # names the classes as the checkpoint does) win; a lean checkpoint's own ids are the dataset's.
+        use_carried = carried and (not cfg.DATASETS.CLASS_NAMES or carried[0] == configured[0])
+        self.names, self.to_dataset_id = carried if use_carried else configured
+        self.keep_classes = self._class_ids(classes)
+        self.predictor = Predictor(cfg, weights, which, checkpoint=checkpoint)
+        self.threshold, self.overlays = threshold, overlays
 
-
-def _training_categories(cfg) -> Tuple[List[int], List[str]]:
-    """(category ids, names) of the training set in detectron2's contiguous order (ids sorted), from
-    what is known without loading it: the categories of DATASETS.CUSTOM.TRAIN_JSON when that file is
-    at hand, the generated sets' categories (in code), or the metadata of a registered name (detectron2
-    registers the COCO built-ins' on import). ([], []) otherwise."""
-    from detectron2.data import MetadataCatalog
-
-    from .data.datasets import GENERATED
-
-    name = cfg.DATASETS.TRAIN[0] if cfg.DATASETS.TRAIN else ""
-    if cfg.DATASETS.CUSTOM.TRAIN_JSON:
-        try:
-            with open(cfg.DATASETS.CUSTOM.TRAIN_JSON) as f:
-                cats = sorted((int(c["id"]), str(c["name"])) for c in json.load(f)["categories"])
-        except (OSError, ValueError, KeyError, TypeError):  # not on this machine, or not COCO
-            return [], []
-    elif name in GENERATED:
-        cats = sorted((c["id"], c["name"]) for c in GENERATED[name][3])
-    elif name in MetadataCatalog.list():
-        meta = MetadataCatalog.get(name)
-        id_map, names = meta.get("thing_dataset_id_to_contiguous_id"), meta.get("thing_classes")
-        if not id_map or not names or sorted(id_map.values()) != list(range(len(names))):
-            return [], []
-        cats = [(i, names[c]) for i, c in sorted(id_map.items(), key=lambda item: item[1])]
-    else:
-        return [], []
-    return [i for i, _ in cats], [n for _, n in cats]
-
-
-class Predictor:
-    """Like detectron2's DefaultPredictor: one image (HWC array in cfg.INPUT.FORMAT) in, the
-    model's Instances at the image's size out (on the CPU). Weights are loaded strictly, the
-    teacher or the student of a two-model checkpoint."""
-
-    def __init__(self, cfg, weights: str, which: str = "teacher"):
-        from detectron2.data import transforms as T
-
-        from .engine.evaluate import build_inference_model
-
-        self.cfg = cfg
-        self.model = build_inference_model(cfg, weights, which)
-        self.resize = T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST] * 2, cfg.INPUT.MAX_SIZE_TEST)
-        self.input_format = cfg.INPUT.FORMAT
-
-    @torch.no_grad()
-    def __call__(self, image: np.ndarray):
-        h, w = image.shape[:2]
-        resized = self.resize.get_transform(image).apply_image(image)
-        tensor = torch.as_tensor(np.ascontiguousarray(resized.astype("float32").transpose(2, 0, 1)))
-        return self.model([{"image": tensor, "height": h, "width": w}])[0]["instances"].to("cpu")
-
-
-def render_overlay(rgb: np.ndarray, instances, names: Sequence[str]) -> np.ndarray:
-    """The image (RGB) with the instances (masks, boxes, class names, scores) drawn by detectron2's
-    Visualizer."""
-    from detectron2.data.catalog import Metadata
-    from detectron2.utils.visualizer import ColorMode, Visualizer
-
-    metadata = Metadata(name="politeteacher_predict", thing_classes=list(names))
-    vis = Visualizer(rgb, metadata, instance_mode=ColorMode.IMAGE)
-    return vis.draw_instance_predictions(instances).get_image()
-
-
-def _png_bytes(rgb: np.ndarray) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def output_folder(
-    requested: os.PathLike | str, inputs: Sequence[Path], result_files: Sequence[str] = RESULT_FILES
-) -> Path:
-    """The folder a predict asked to write to `requested` uses (see the module doc; `result_files`:
-    the files that mark earlier results, predict's by default); a PoliteTeacherError when it is a file
-    or holds any of `inputs` (overlays would mix with them)."""
-    base = Path(requested).expanduser().absolute()
-    if base.exists() and not base.is_dir():
-        raise PoliteTeacherError(f"output folder {base} is a file; pass a folder to --output-dir")
-    folder, n = base, 1
-    while (folder.exists() and not folder.is_dir()) or any((folder / f).exists() for f in result_files):
-        n += 1
-        folder = base.with_name(f"{base.name}{n}")
-    real = folder.resolve()
-    held = [p.name for p in inputs if p.resolve().parent == real]
-    if held:
-        shown = ", ".join(held[:3]) + (", ..." if len(held) > 3 else "")
-        raise PoliteTeacherError(
-            f"output folder {folder} holds input images ({shown}); pass another folder to --output-dir"
-        )
-    return folder
-
-
-class ResultWriter:
-    """Writes one predict's results into `folder`, created at the first image (a run that reads no
-    image leaves nothing): per image an overlay and a line of STREAM_FILE, flushed at once; at the
-    end (`finish`) the COCO files. It never replaces a file: overlays take a free name, and the
-    stream is created exclusively, so two runs started into the same folder cannot mix."""
-
-    def __init__(self, folder: Path):
-        self.folder = folder
-        self.stream_path = folder / STREAM_FILE
-        self.images: List[dict] = []
-        self.results: List[dict] = []
-        self._stream = None
-
-    def __enter__(self) -> "ResultWriter":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._stream is not None:
-            self._stream.close()
-
-    def add(self, image: dict, results: List[dict], overlay_rgb: np.ndarray) -> Path:
-        """Write one image's overlay and its stream line; `image` is its images.json entry."""
-        from .engine.checkpoint import atomic_write
-        from .engine.outputs import writable_folder
-
-        if self._stream is None:
-            writable_folder(self.folder, "--output-dir")
-            try:
-                self._stream = open(self.stream_path, "x", encoding="utf-8")
-            except FileExistsError:
-                raise PoliteTeacherError(f"another predict started writing to {self.folder}; run again") from None
-        stem = Path(image["file_name"]).stem
-        overlay, k = self.folder / f"{stem}.png", 1
-        while overlay.exists():
-            k += 1
-            overlay = self.folder / f"{stem}_{k}.png"
-        try:
-            atomic_write(overlay, lambda f: f.write(_png_bytes(overlay_rgb)))
-            self._stream.write(json.dumps({"image": image, "overlay": overlay.name, "predictions": results}) + "\n")
-            self._stream.flush()
-        except OSError as e:
+    def _class_ids(self, classes: Optional[Sequence[str]]) -> Optional[torch.Tensor]:
+        if not classes:
+            return None
+        wanted = [c.strip() for item in classes for c in item.split(",") if c.strip()]
+        unknown = [c for c in wanted if c not in self.names]
+        if unknown:
             raise PoliteTeacherError(
-                f"cannot write to output folder {self.folder} ({e.strerror or e}); the {len(self.images)} "
-                f"image(s) done are in {self.stream_path}"
-            ) from e
-        self.images.append(image)
-        self.results += results
-        return overlay
+                f"--classes: {', '.join(unknown)} not among the model's classes ({', '.join(self.names)})")
+        return torch.tensor(sorted({self.names.index(c) for c in wanted}))
 
-    def finish(self, categories: List[dict]) -> Tuple[Path, Path]:
-        """Write images.json and predictions.json (atomically); returns their paths."""
-        from .engine.checkpoint import atomic_write_text
+    def categories(self) -> List[dict]:
+        return [{"id": int(self.to_dataset_id[i]), "name": n} for i, n in enumerate(self.names)]
 
-        header = {"images": self.images, "annotations": [], "categories": categories}
-        return (atomic_write_text(self.folder / IMAGES_FILE, json.dumps(header)),
-                atomic_write_text(self.folder / PREDICTIONS_FILE, json.dumps(self.results)))
+    def class_of(self) -> Dict[int, str]:
+        return {int(self.to_dataset_id[i]): n for i, n in enumerate(self.names)}
+
+    def filter(self, instances):
+        keep = instances.scores >= self.threshold
+        if self.keep_classes is not None:
+            keep &= torch.isin(instances.pred_classes, self.keep_classes)
+        return instances[keep]
+
+    def results(self, instances, entry: dict) -> List[dict]:
+        from .evaluation.coco import instances_to_coco_json_with_mask_scores
+
+        results = instances_to_coco_json_with_mask_scores(instances, entry["id"])
+        for r in results:
+            r["category_id"] = int(self.to_dataset_id[r["category_id"]])
+            r["file_name"] = entry["file_name"]
+        return results
+
+    def overlay_png(self, image: np.ndarray, instances) -> bytes:
+        return png_bytes(self.overlay(image, instances))
+
+    def overlay(self, image: np.ndarray, instances) -> np.ndarray:
+        rgb = image[:, :, ::-1] if self.predictor.input_format == "BGR" else image
+        if rgb.ndim == 2 or rgb.shape[2] == 1:
+            rgb = np.repeat(rgb.reshape(rgb.shape[0], rgb.shape[1], 1), 3, axis=2)
+        return render_overlay(np.ascontiguousarray(rgb), instances, self.names)
+
+    def write(self, writer: ResultWriter, report: PredictReport, entry: dict, instances, name: str,
+              image: Optional[np.ndarray], overlay_ref: Optional[str] = None,
+              overlay_png: Optional[bytes] = None) -> Optional[np.ndarray]:
+        """Write one image's (or frame's) results: its overlay is drawn from `image`, or given as
+        `overlay_png`, or goes elsewhere (`overlay_ref`, e.g. a video). Returns what was drawn."""
+        results = self.results(instances, entry)
+        drawn = self.overlay(image, instances) if self.overlays and image is not None else None
+        if drawn is not None and overlay_ref is None:
+            overlay_png = png_bytes(drawn)
+        masks = instances.pred_masks.numpy() if writer.masks and instances.has("pred_masks") else None
+        target = writer.add(entry, results, name, overlay_png, masks, overlay_ref)
+        if target is not None:
+            report.overlays.append(target)
+        report.num_images += 1
+        report.num_detections += len(instances)
+        return drawn
 
 
 def predict(
@@ -268,56 +168,210 @@ def predict(
     output_dir: os.PathLike | str,
     threshold: float = 0.5,
     which: str = "teacher",
+    *,
+    batch_size: Optional[int] = None,
+    classes: Optional[Sequence[str]] = None,
+    overlays: bool = True,
+    save_masks: bool = False,
+    save_txt: bool = False,
+    workers: Optional[int] = None,
+    progress: Optional[bool] = None,
 ) -> PredictReport:
-    """Run the model on every image of `inputs` (files, folders, globs); keep detections with
-    score >= `threshold`; write overlays and results to `output_dir`, or to the next free numbered
-    folder when it holds earlier results (see the module doc). Raises PoliteTeacherError when no input
-    is an image it can read, or when the output folder holds input images or cannot be written."""
-    from detectron2.data import detection_utils
+    """Run the model on every image and video of `inputs` (files, folders, globs); keep detections with
+    score >= `threshold` (and of `classes`, names, if given); write results to `output_dir`, or to the
+    next free numbered folder when it holds earlier results (see the module doc).
 
-    from .evaluation.coco import instances_to_coco_json_with_mask_scores
-
-    if not 0.0 <= threshold <= 1.0:
-        raise PoliteTeacherError(f"--threshold must be in [0, 1], got {threshold:g}")
+    `batch_size`: images per forward pass (default `default_batch_size`); `workers`: loader processes
+    decoding images (default 1 for several images, 0 for one); `progress`: a bar (default: when stderr
+    is a terminal; else a line every 10 s). Raises PoliteTeacherError when no input is an image or video
+    it can read, or when the output folder holds input images or cannot be written."""
     files, skipped = collect_images(inputs)
     if not files:
         why = "; ".join(f"{p}: {r}" for p, r in skipped) or "no inputs"
         raise PoliteTeacherError(f"no images to segment ({why}); pass image files, folders or globs")
+    batch_size = default_batch_size(cfg.MODEL.DEVICE) if batch_size is None else batch_size
+    if batch_size < 1:
+        raise PoliteTeacherError(f"--batch-size must be at least 1, got {batch_size}")
     out = output_folder(output_dir, files)
-    names, to_dataset_id = class_metadata(cfg)
-    predictor = Predictor(cfg, weights, which)
+    run = _Run(cfg, weights, which, threshold, classes, overlays)
+    images = [f for f in files if not is_video(f)]
+    videos = [f for f in files if is_video(f)]
+    workers = (1 if len(images) > 1 else 0) if workers is None else workers
 
     report = PredictReport(output_dir=out, skipped=list(skipped))
-    with ResultWriter(out) as writer:
-        for path in files:
+    bar = Progress(len(images), bar=progress) if images else None
+    start = time.monotonic()
+    try:
+        with ResultWriter(out, masks=save_masks, csv_rows=save_txt, class_of=run.class_of()) as writer:
+            batches = image_batches(images, run.predictor.prepare, run.predictor.input_format, batch_size,
+                                    workers, keep_original=overlays)
+            # Overlays are drawn by a thread while the model runs on the next batch (its convolutions
+            # release the GIL); a batch's results are written once its overlays are done.
+            drawer = ThreadPoolExecutor(1) if overlays else None
+            pending: List[tuple] = []
+
+            def write_pending():
+                for entry, instances, name, drawing in pending:
+                    run.write(writer, report, entry, instances, name, None,
+                              overlay_png=drawing.result() if drawing is not None else None)
+                    bar.update(1)
+                pending.clear()
+
             try:
-                image = detection_utils.read_image(str(path), format=predictor.input_format)
-            except Exception as e:  # PIL raises several types for a file that is not an image
-                reason = f"not a readable image ({type(e).__name__})"
-                logger.warning("skipping %s: %s", path, reason)
-                report.skipped.append((str(path), reason))
-                continue
-            instances = predictor(image)
-            instances = instances[instances.scores >= threshold]
-            entry = {"id": len(writer.images) + 1, "file_name": str(path.resolve()),
-                     "height": int(image.shape[0]), "width": int(image.shape[1])}
-            results = instances_to_coco_json_with_mask_scores(instances, entry["id"])
-            for r in results:
-                r["category_id"] = int(to_dataset_id[r["category_id"]])
-                r["file_name"] = entry["file_name"]
-            report.num_detections += len(instances)
-
-            rgb = image[:, :, ::-1] if predictor.input_format == "BGR" else image
-            if rgb.ndim == 2 or rgb.shape[2] == 1:
-                rgb = np.repeat(rgb.reshape(rgb.shape[0], rgb.shape[1], 1), 3, axis=2)
-            target = writer.add(entry, results, render_overlay(np.ascontiguousarray(rgb), instances, names))
-            report.overlays.append(target)
-            logger.info("%s: %d detections -> %s", path, len(instances), target)
-
-        if not writer.images:
-            why = "; ".join(f"{p}: {r}" for p, r in report.skipped)
-            raise PoliteTeacherError(f"no image could be read ({why}); pass image files")
-        categories = [{"id": int(to_dataset_id[i]), "name": n} for i, n in enumerate(names)]
-        report.images_json, report.predictions_json = writer.finish(categories)
-        report.stream = writer.stream_path
+                for batch in batches:
+                    readable = [x for x in batch if x["error"] is None]
+                    for x in batch:
+                        if x["error"] is not None:
+                            logger.warning("skipping %s: %s", x["path"], x["error"])
+                            report.skipped.append((str(x["path"]), x["error"]))
+                            bar.update(1)
+                    outputs = run.predictor.run(readable) if readable else []
+                    write_pending()
+                    for x, instances in zip(readable, outputs):
+                        instances = run.filter(instances)
+                        entry = {"id": len(writer.images) + len(pending) + 1, "file_name": str(x["path"].resolve()),
+                                 "height": int(x["height"]), "width": int(x["width"])}
+                        drawing = drawer.submit(run.overlay_png, x["original"].numpy(), instances) if drawer else None
+                        pending.append((entry, instances, writer.free_name(x["path"].stem), drawing))
+                write_pending()
+            finally:
+                if drawer is not None:
+                    drawer.shutdown(cancel_futures=True)
+            if bar is not None:
+                bar.close()
+            for video in videos:
+                _predict_video(run, writer, report, video, batch_size, progress)
+            if not writer.images:
+                why = "; ".join(f"{p}: {r}" for p, r in report.skipped)
+                raise PoliteTeacherError(f"no image could be read ({why}); pass image files")
+            report.images_json, report.predictions_json = writer.finish(run.categories())
+            report.stream, report.csv = writer.stream_path, writer.csv_path
+    finally:
+        if bar is not None:
+            bar.close()
+    report.images_per_s = report.num_images / max(time.monotonic() - start, 1e-9)
     return report
+
+
+def _frame_batches(frames: Iterable[np.ndarray], size: int):
+    batch = []
+    for frame in frames:
+        batch.append(frame)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _predict_frames(run: _Run, writer: ResultWriter, report: PredictReport, frames: Iterable[np.ndarray],
+                    source: str, name: str, batch_size: int, on_overlay, progress: Progress,
+                    overlay_ref: Optional[str]) -> None:
+    """Frames of one video or camera: results per frame (entries with "frame"), overlays to `on_overlay`."""
+    index = 0
+    for batch in _frame_batches(frames, batch_size):
+        for frame, instances in zip(batch, run.predictor.run([run.predictor.prepare(f) for f in batch])):
+            instances = run.filter(instances)
+            entry = {"id": len(writer.images) + 1, "file_name": source, "frame": index,
+                     "height": int(frame.shape[0]), "width": int(frame.shape[1])}
+            drawn = run.write(writer, report, entry, instances, writer.free_name(f"{name}_{index:06d}"), frame,
+                              overlay_ref)
+            if drawn is not None:
+                on_overlay(drawn)
+            index += 1
+        progress.update(len(batch))
+
+
+def _predict_video(run: _Run, writer: ResultWriter, report: PredictReport, video: Path, batch_size: int,
+                   progress: Optional[bool]) -> None:
+    """One video file: the annotated video `<stem>.mp4` (same frame rate and size) and per-frame results."""
+    import cv2
+
+    from .inference.sources import open_video, video_frames
+
+    capture = open_video(str(video), str(video))
+    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+    total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+    name = writer.free_name(video.stem, ".mp4")
+    target = writer.folder / f"{name}.mp4"
+    out = {"writer": None}
+
+    def add_frame(rgb: np.ndarray) -> None:
+        if out["writer"] is None:  # opened at the first frame: its size is the video's
+            h, w = rgb.shape[:2]
+            out["writer"] = cv2.VideoWriter(str(target), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+        out["writer"].write(np.ascontiguousarray(rgb[:, :, ::-1]))
+
+    bar = Progress(total, unit="frame", bar=progress)
+    try:
+        _predict_frames(run, writer, report, video_frames(capture, run.predictor.input_format),
+                        str(video.resolve()), name, batch_size, add_frame, bar,
+                        overlay_ref=target.name if run.overlays else None)
+    finally:
+        bar.close()
+        capture.release()
+        if out["writer"] is not None:
+            out["writer"].release()
+            report.overlays.append(target)
+
+
+def predict_webcam(
+    cfg,
+    camera: int,
+    weights: str,
+    output_dir: os.PathLike | str,
+    threshold: float = 0.5,
+    which: str = "teacher",
+    *,
+    classes: Optional[Sequence[str]] = None,
+    save_masks: bool = False,
+    save_txt: bool = False,
+    max_frames: Optional[int] = None,
+    show: Optional[bool] = None,
+) -> PredictReport:
+    """Segment the frames of camera `camera` until it stops, Ctrl-C (or q / Esc in the window), or
+    `max_frames`. `show`: a window (default: when OpenCV has a GUI and a display exists); otherwise each
+    annotated frame is written as `webcam<N>_<frame>.png`. Results as for a video (see the module doc)."""
+    import cv2
+
+    from .inference.sources import open_video, video_frames
+
+    capture = open_video(camera, f"webcam {camera}")
+    out_dir = output_folder(output_dir, [])
+    run = _Run(cfg, weights, which, threshold, classes, overlays=True)
+    if show is None:
+        show = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) and _has_gui()
+    report = PredictReport(output_dir=out_dir)
+    window = f"politeteacher webcam {camera}"
+
+    def on_overlay(rgb):
+        if show:
+            cv2.imshow(window, np.ascontiguousarray(rgb[:, :, ::-1]))
+            if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+                raise KeyboardInterrupt
+
+    bar = Progress(max_frames, unit="frame")
+    try:
+        with ResultWriter(out_dir, masks=save_masks, csv_rows=save_txt, class_of=run.class_of()) as writer:
+            try:
+                _predict_frames(run, writer, report, video_frames(capture, run.predictor.input_format, max_frames),
+                                f"webcam:{camera}", f"webcam{camera}", 1, on_overlay, bar,
+                                overlay_ref="window" if show else None)
+            except KeyboardInterrupt:  # the way to stop a camera: keep what was done
+                pass
+            if writer.images:
+                report.images_json, report.predictions_json = writer.finish(run.categories())
+                report.stream, report.csv = writer.stream_path, writer.csv_path
+    finally:
+        bar.close()
+        capture.release()
+        if show:
+            cv2.destroyAllWindows()
+    report.images_per_s = bar.rate()
+    return report
+
+
+def _has_gui() -> bool:
+    import cv2
+
+    return re.search(r"GUI:\s+NONE", cv2.getBuildInformation()) is None

@@ -188,7 +188,9 @@ def pseudo_label(
     from .engine.outputs import writable_folder
     from .engine.pseudo_labels import teacher_pseudo_labels
     from .engine.pseudo_views import draw_pseudo_labels, histograms_png, view_rgb
-    from .predict import _png_bytes, class_metadata, collect_images, output_folder
+    from .data.classes import class_metadata
+    from .inference.outputs import output_folder, png_bytes
+    from .inference.sources import collect_images
 
     b, m = _thresholds(cfg, box_threshold, mask_iou_threshold)
     files, skipped = collect_images(inputs)
@@ -212,7 +214,7 @@ def pseudo_label(
             rejected = dets[dets.scores <= b].to("cpu")
             overlay = _unique(out, Path(d["file_name"]).stem)
             rgb = draw_pseudo_labels(view_rgb(view, cfg.INPUT.FORMAT), label, names, rejected)
-            atomic_write(overlay, lambda f: f.write(_png_bytes(rgb)))
+            atomic_write(overlay, lambda f: f.write(png_bytes(rgb)))
             report.overlays.append(overlay)
             images.append({"id": d["image_id"], "file_name": d["file_name"],
                            "height": int(view["height"]), "width": int(view["width"])})
@@ -285,7 +287,7 @@ def sweep(
     from .engine.outputs import writable_folder
     from .engine.pseudo_labels import teacher_pseudo_labels
     from .engine.threshold_sweep import RULE, ImageEvidence, heatmap_png, suggest, sweep_table
-    from .predict import output_folder
+    from .inference.outputs import output_folder
 
     if max_images < 1:
         raise PoliteTeacherError(f"--max-images must be at least 1, got {max_images}")

@@ -134,7 +134,8 @@ def _root(
 
 # Registering the commands; each module adds its own to `app`.
 from . import (  # noqa: E402,F401
-    check_data, compare, demo, doctor, evaluate, plot, predict, presets, pseudo_label, split, train, train_ssl,
+    check_data, compare, demo, doctor, evaluate, export, plot, predict, presets, pseudo_label, split, train,
+    train_ssl,
 )
 
 

@@ -10,7 +10,7 @@ from typing_extensions import Annotated
 from . import app
 from ..errors import PoliteTeacherError
 from .common import (
-    EXTRA_ARGS, CheckpointOpt, ConfigFileOpt, DataFileOpt, DatasetOpt, DeviceOpt, OldOutputOpt, PresetOpt,
+    EXTRA_ARGS, CheckpointOpt, ConfigFileOpt, DeviceOpt, OldOutputOpt, PresetOpt,
     deprecated_alias, split_overrides,
 )
 from .training_options import ModelOpt, inference_cfg, output_dir_override, weights_or_latest_run
@@ -56,6 +56,25 @@ def predict(
                      "it holds earlier results, the next free numbered one (runs/predict2, ...)."),
     ] = None,
     output: OldOutputOpt = None,
+    batch_size: Annotated[
+        Optional[int], typer.Option("--batch-size", help="Images per forward pass (default: 8 on a GPU, 2 on the CPU).")
+    ] = None,
+    classes: Annotated[
+        Optional[List[str]],
+        typer.Option("--classes", metavar="NAME", help="Keep these classes only (repeatable, or comma-separated)."),
+    ] = None,
+    no_overlays: Annotated[bool, typer.Option("--no-overlays", help="Write no overlay images (nor annotated videos).")] = False,
+    save_masks: Annotated[
+        bool, typer.Option("--save-masks", help="One PNG per instance, masks/<image>_<k>.png (k: its place in the "
+                           "image's predictions, whose JSON entry names the file).")
+    ] = False,
+    save_txt: Annotated[
+        bool, typer.Option("--save-txt", help="predictions.csv: one row per instance (file, class, score, mask score, box).")
+    ] = False,
+    webcam: Annotated[
+        Optional[int], typer.Option("--webcam", metavar="N", help="Segment camera N (0: the first) instead of files: a "
+                                    "window, or frames written as PNGs where there is no display; Ctrl-C stops.")
+    ] = None,
     model: ModelOpt = "teacher",
     preset: PresetOpt = None,
     config_file: ConfigFileOpt = None,
@@ -67,7 +86,7 @@ def predict(
     ] = None,
     device: DeviceOpt = None,
 ) -> None:
-    """Segment images: overlays and a COCO results JSON.
+    """Segment images and videos (or a camera): overlays and a COCO results JSON.
 
     Without --weights, the newest run's model_best.pth (else model_final.pth) under runs/ is used.
     The config is --preset/--config-file if given, else the config.yaml of the checkpoint's run.
@@ -75,26 +94,42 @@ def predict(
     Nothing is overwritten: a folder holding earlier results gives the next numbered one, a folder
     holding input images is refused, and an overlay whose name is taken gets a suffix (_2, ...).
     Results are also appended to predictions.jsonl image by image, so a stopped run keeps them.
+    A video file (mp4, avi, mkv, ...) gives an annotated video and results per frame.
     """
-    from ..predict import predict as run_predict
+    from ..predict import predict as run_predict, predict_webcam
 
     items, overrides = split_overrides([*(images or []), *ctx.args])
     unknown = [t for t in items if t.startswith("-") and not Path(t).exists()]
     if unknown:
         raise PoliteTeacherError(f"unknown option(s) {' '.join(unknown)}; see `politeteacher predict --help`")
-    if not items:
+    if not items and webcam is None:
         raise PoliteTeacherError("no images given; pass image files, folders or glob patterns")
+    if items and webcam is not None:
+        raise PoliteTeacherError("--webcam takes no image files; pass either files or --webcam N")
     output_dir = deprecated_alias(output, output_dir, "--output", "--output-dir")
     output_dir, overrides = output_dir_override(output_dir, overrides)
+    output_dir = output_dir or Path("runs/predict")
     weights = weights_or_latest_run(weights)
     cfg = inference_cfg(weights, overrides, default_preset=DEFAULT_PRESET, preset=preset,
                         config_file=config_file, device=device, data_flags=class_name_overrides(data, dataset))
-    report = run_predict(cfg, items, weights, output_dir or Path("runs/predict"), threshold=threshold, which=model)
+    if webcam is not None:
+        report = predict_webcam(cfg, webcam, weights, output_dir, threshold=threshold, which=model,
+                                classes=classes, save_masks=save_masks, save_txt=save_txt)
+    else:
+        report = run_predict(cfg, items, weights, output_dir, threshold=threshold, which=model,
+                             batch_size=batch_size, classes=classes, overlays=not no_overlays,
+                             save_masks=save_masks, save_txt=save_txt)
     for path, why in report.skipped:
         typer.echo(f"skipped {path}: {why}", err=True)
     typer.echo(
-        f"{len(report.overlays)} image(s), {report.num_detections} detection(s) with score >= {threshold:g} "
-        f"from {weights} ({model})"
+        f"{report.num_images} image(s), {report.num_detections} detection(s) with score >= {threshold:g} "
+        f"from {weights} ({model}), {report.images_per_s:.2f} images/s"
     )
-    typer.echo(f"results: {report.output_dir} (overlays, {report.predictions_json.name}, "
-               f"{report.images_json.name}, {report.stream.name})")
+    if report.predictions_json is None:
+        typer.echo(f"no frame was read; nothing written to {report.output_dir}")
+        return
+    written = ([] if no_overlays else ["overlays"]) + [report.predictions_json.name, report.images_json.name,
+                                                       report.stream.name]
+    written += ["masks/"] if save_masks else []
+    written += [report.csv.name] if report.csv else []
+    typer.echo(f"results: {report.output_dir} ({', '.join(written)})")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -141,11 +142,21 @@ def inference_cfg(
     data_flags: Sequence[str] = (),
 ):
     """The config for `eval` / `predict` of a checkpoint: the preset or config file if given, else the
-    config.yaml of the run the checkpoint comes from, else `default_preset`; then `data_flags` (what
-    `data_overrides` made of the command's data options), --device and the trailing overrides."""
+    config.yaml of the run the checkpoint comes from, else the config a lean checkpoint carries (e.g. one
+    made by `politeteacher strip` and moved away from its run), else `default_preset`; then `data_flags`
+    (what `data_overrides` made of the command's data options), --device and the trailing overrides."""
+    flags = [*data_flags, *run_overrides(device=device)]
     if preset is None and config_file is None and weights and "://" not in weights:
         config_file = run_config(Path(weights))
-    flags = [*data_flags, *run_overrides(device=device)]
+        if config_file is None:
+            from ..engine.checkpoint import checkpoint_config
+
+            text = checkpoint_config(weights)
+            if text is not None:
+                with tempfile.TemporaryDirectory() as tmp:
+                    embedded = Path(tmp) / "config.yaml"
+                    embedded.write_text(text)
+                    return build_cfg(None, embedded, list(extra), flags)
     return build_cfg(preset, config_file, list(extra), flags, default_preset=default_preset)
 
 

@@ -8,6 +8,13 @@ then carry the attribute names, e.g. `modelTeacher.` / `modelStudent.`).
 `build_checkpoint_hooks` gives the periodic checkpointer (keeping the newest
 `SOLVER.MAX_CHECKPOINTS_KEPT` files, surviving resumes) and the best-metric checkpointer; both are
 stateful through the trainer's checkpoint, so a resumed run keeps counting where it stopped.
+
+Two kinds of file: the periodic `model_<iter>.pth`, which `--resume` reads, hold the whole trainer state
+(optimiser moments, scheduler, hooks: two thirds of the file with AdamW); `model_best.pth` and
+`model_final.pth` are *lean*, what inference needs: the weights (both models of a Polite Teacher run),
+the iteration, the run's config (YAML text) and its classes (`LEAN_KEYS`). The last iteration is always
+also written as a periodic file, so a finished run can still be resumed for more iterations.
+`strip_checkpoint` makes a lean file of any checkpoint.
 """
 from __future__ import annotations
 
@@ -36,6 +43,8 @@ LAST_CHECKPOINT = "last_checkpoint"
 FINAL_NAME = "model_final"
 BEST_NAME = "model_best"
 PERIODIC_PREFIX = "model"
+# What a lean checkpoint holds besides "model" (see the module doc): strings and lists, no trainer state.
+LEAN_KEYS = ("iteration", "config", "classes", "category_ids")
 
 
 def _fsync_dir(path: Path) -> None:
@@ -118,17 +127,21 @@ class AtomicCheckpointer(DetectionCheckpointer):
     """`DetectionCheckpointer` with atomic saves.
 
     `save(name, tag_last=False)` writes a file without pointing `last_checkpoint` at it (used for
-    `model_best`, so that `--resume` always continues from the newest periodic or final checkpoint).
+    `model_best` and `model_final`, so that `--resume` always continues from the newest periodic
+    checkpoint); `save(name, lean=True)` writes the weights and what inference needs only (module doc).
     """
 
     _resuming: Optional[str] = None  # the checkpoint `resume` is loading
 
-    def save(self, name: str, *, tag_last: bool = True, **kwargs: Any) -> None:
+    def save(self, name: str, *, tag_last: bool = True, lean: bool = False, **kwargs: Any) -> None:
         if not self.save_dir or not self.save_to_disk:
             return
         data: Dict[str, Any] = {"model": self.model.state_dict()}
-        for key, obj in self.checkpointables.items():
-            data[key] = obj.state_dict()
+        if lean:
+            data.update(self._inference_info())
+        else:
+            for key, obj in self.checkpointables.items():
+                data[key] = obj.state_dict()
         data.update(kwargs)
 
         basename = f"{name}.pth"
@@ -138,6 +151,16 @@ class AtomicCheckpointer(DetectionCheckpointer):
         atomic_write(save_file, lambda f: torch.save(data, f))
         if tag_last:
             self.tag_last_checkpoint(basename)
+
+    def _inference_info(self) -> Dict[str, Any]:
+        """The run's config and classes, from the trainer's config (nothing without a trainer)."""
+        cfg = getattr(self.checkpointables.get("trainer"), "cfg", None)
+        if cfg is None:
+            return {}
+        from ..data.classes import class_metadata
+
+        names, to_dataset_id = class_metadata(cfg)
+        return {"config": cfg.dump(), "classes": names, "category_ids": [to_dataset_id[i] for i in range(len(names))]}
 
     def tag_last_checkpoint(self, last_filename_basename: str) -> None:
         atomic_write_text(os.path.join(self.save_dir, LAST_CHECKPOINT), last_filename_basename)
@@ -190,6 +213,10 @@ class PeriodicCheckpointer(hooks.PeriodicCheckpointer):
 
     Retention looks at the folder rather than at the files saved by this process, so checkpoints
     written before a `--resume` count too. `model_final.pth` and `model_best.pth` are never removed.
+
+    After the last iteration it writes the lean `model_final.pth` and then the periodic file of that
+    iteration, which `last_checkpoint` names (a kill between the two leaves the previous periodic file
+    as the one to resume from, and the last iterations are trained again).
     """
 
     def __init__(self, checkpointer, period: int, max_iter: Optional[int] = None,
@@ -200,9 +227,15 @@ class PeriodicCheckpointer(hooks.PeriodicCheckpointer):
         self.keep = max_to_keep
 
     def step(self, iteration: int, **kwargs: Any) -> None:
-        super().step(iteration, **kwargs)
-        if self.keep is not None and (int(iteration) + 1) % self.period == 0:
-            self.prune()
+        iteration = int(iteration)
+        state = {"iteration": iteration, **kwargs}
+        last = self.max_iter is not None and iteration >= self.max_iter - 1
+        if last:
+            self.checkpointer.save(f"{self.file_prefix}_final", tag_last=False, lean=True, **state)
+        if last or (iteration + 1) % self.period == 0:
+            self.checkpointer.save(f"{self.file_prefix}_{iteration:07d}", **state)
+            if self.keep is not None:
+                self.prune()
 
     def prune(self) -> None:
         if not self.checkpointer.save_to_disk or not self.checkpointer.save_dir:
@@ -221,7 +254,7 @@ class BestCheckpointer(hooks.BestCheckpointer):
     """
 
     def _save_best(self, iteration: int) -> None:
-        self._checkpointer.save(self._file_prefix, tag_last=False, iteration=iteration)
+        self._checkpointer.save(self._file_prefix, tag_last=False, lean=True, iteration=iteration)
 
     def _best_checking(self):
         metric_tuple = self.trainer.storage.latest().get(self._val_metric)
@@ -297,6 +330,10 @@ __all__ = [
     "reporting_full_disk",
     "load_initial_weights",
     "resolve_weights",
+    "checkpoint_config",
+    "load_cpu",
+    "strip_checkpoint",
+    "LEAN_KEYS",
     "periodic_checkpoints",
     "BEST_NAME",
     "FINAL_NAME",
@@ -365,3 +402,76 @@ def load_initial_weights(model: torch.nn.Module, weights: str, which: str = "tea
         logger.info("Loaded %d backbone tensors from %s", loaded["loaded"], weights)
     else:
         logger.info("Loaded %d tensors from %s (%s)", loaded["loaded"], weights, which)
+
+
+def load_cpu(path: os.PathLike | str) -> Any:
+    """A checkpoint file's content on the CPU, tensors memory-mapped (nothing is read twice that is not
+    used) where the file's format allows it: files of torch < 1.6 (CenterMask2's era) do not."""
+    try:
+        return torch.load(path, map_location="cpu", mmap=True)
+    except RuntimeError as e:
+        if "mmap" not in str(e):
+            raise
+        return torch.load(path, map_location="cpu")
+
+
+def _load_cpu(path: Path) -> Any:
+    """`load_cpu`, or a one-line error if the file is unreadable."""
+    try:
+        return load_cpu(path)
+    except Exception as e:  # any file can be passed: whatever fails is the reason
+        raise PoliteTeacherError(
+            f"checkpoint {path} could not be read ({type(e).__name__}); pass a .pth file written by politeteacher "
+            "or detectron2"
+        ) from e
+
+
+def checkpoint_config(weights: os.PathLike | str) -> Optional[str]:
+    """The run config (YAML text) a lean or stripped checkpoint carries, None when it has none or is
+    not a readable checkpoint."""
+    try:
+        data = load_cpu(weights)
+    except Exception:  # not ours to judge here: loading the weights reports it
+        return None
+    text = data.get("config") if isinstance(data, dict) else None
+    return text if isinstance(text, str) else None
+
+
+def strip_checkpoint(src: os.PathLike | str, dst: Optional[os.PathLike | str] = None,
+                     which: str = "both") -> Path:
+    """Write the lean form of checkpoint `src` (module doc) to `dst` (default: `<stem>_weights.pth`
+    beside it) and return its path. Kept: the weights (all tensors of "model", or of the whole file when
+    it is a plain state dict) and LEAN_KEYS; without a "config" in `src`, the `config.yaml` of its run
+    folder is embedded, so the file is self-contained. `which` for a two-model (Polite Teacher)
+    checkpoint: "both" keeps both models as they are (loadable with --model teacher or student),
+    "teacher" / "student" keeps that one as a plain model (half the size). Never overwrites a file."""
+    from ..modeling.weights import extract_model_state_dict
+    from .run_dir import run_config
+
+    if which not in ("both", "teacher", "student"):
+        raise PoliteTeacherError(f"--model must be both, teacher or student, got '{which}'")
+    src = Path(src).expanduser()
+    if not src.is_file():
+        raise PoliteTeacherError(f"checkpoint {src} not found; pass a .pth file")
+    dst = Path(dst).expanduser() if dst else src.with_name(f"{src.stem}_weights.pth")
+    if dst.exists():
+        raise PoliteTeacherError(f"{dst} exists; pass another file to -o (nothing is overwritten)")
+    data = _load_cpu(src)
+    if not isinstance(data, dict):
+        raise PoliteTeacherError(f"checkpoint {src} holds a {type(data).__name__}, not a state dict")
+    state = data["model"] if isinstance(data.get("model"), dict) else data
+    two_models = any(str(k).startswith(("modelTeacher.", "modelStudent.")) for k in state)
+    if which == "both" or not two_models:
+        if which != "both":
+            logger.info("%s holds one model; --model %s keeps it", src, which)
+        weights = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    else:
+        weights = dict(extract_model_state_dict(data, which))
+    if not weights:
+        raise PoliteTeacherError(f"checkpoint {src} holds no weights")
+    out: Dict[str, Any] = {"model": {k: v.contiguous().clone() for k, v in weights.items()}}
+    out.update({k: data[k] for k in LEAN_KEYS if k in data and state is not data})
+    if "config" not in out and run_config(src) is not None:
+        out["config"] = run_config(src).read_text()
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write(dst, lambda f: torch.save(out, f))

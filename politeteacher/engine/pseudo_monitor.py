@@ -26,7 +26,8 @@ def save_pseudo_views(cfg, storage, weak_inputs: Sequence[dict], labels: Sequenc
     (files named with the iteration TensorBoard and metrics.json give them)."""
     from .checkpoint import atomic_write
     from .pseudo_views import draw_pseudo_labels, view_rgb
-    from ..predict import _png_bytes, class_metadata
+    from ..data.classes import class_metadata
+    from ..inference.outputs import png_bytes
 
     names, _ = class_metadata(cfg)
     folder = Path(cfg.OUTPUT_DIR) / PSEUDO_DIR
@@ -34,7 +35,7 @@ def save_pseudo_views(cfg, storage, weak_inputs: Sequence[dict], labels: Sequenc
     for k, (view, label) in enumerate(list(zip(weak_inputs, labels))[:VIS_IMAGES]):
         rgb = draw_pseudo_labels(view_rgb(view, cfg.INPUT.FORMAT), label, names)
         storage.put_image(f"pseudo_labels/{k}", rgb.transpose(2, 0, 1))
-        atomic_write(folder / f"iter_{storage.iter:07d}_{k}.png", lambda f: f.write(_png_bytes(rgb)))
+        atomic_write(folder / f"iter_{storage.iter:07d}_{k}.png", lambda f: f.write(png_bytes(rgb)))
 
 
 class NoPseudoLabelWarning:

@@ -117,16 +117,16 @@ def test_a_second_predict_goes_to_the_next_numbered_folder(demo_run, tmp_path, m
 
 KILL_AFTER = """
 import os, signal, sys
-from politeteacher import predict as P
+from politeteacher.inference import outputs as O
 
-done, call = 0, P.Predictor.__call__
-def call_then_die(self, image):  # SIGKILL (no clean-up possible) as image {n} + 1 starts
+done, add = 0, O.ResultWriter.add
+def add_then_die(self, *args, **kwargs):  # SIGKILL (no clean-up possible) as image {n} + 1 is written
     global done
     if done == {n}:
         os.kill(os.getpid(), signal.SIGKILL)
     done += 1
-    return call(self, image)
-P.Predictor.__call__ = call_then_die
+    return add(self, *args, **kwargs)
+O.ResultWriter.add = add_then_die
 from politeteacher.cli import main
 sys.argv = ["politeteacher", *sys.argv[1:]]
 main()
@@ -136,7 +136,7 @@ main()
 def test_a_killed_predict_keeps_the_images_it_finished(demo_run, tmp_path):
     photos = make_photos(tmp_path / "photos", [f"{i:02d}.png" for i in range(6)])
     out_dir = tmp_path / "pred"
-    args = [str(a) for a in predict_args(demo_run, photos, "-o", out_dir)]
+    args = [str(a) for a in predict_args(demo_run, photos, "-o", out_dir, "--batch-size", "1")]
     proc = subprocess.run([sys.executable, "-c", KILL_AFTER.replace("{n}", "3"), *args], cwd=tmp_path,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == -9, proc.stdout + proc.stderr
@@ -147,7 +147,7 @@ def test_a_killed_predict_keeps_the_images_it_finished(demo_run, tmp_path):
     assert sorted(p.name for p in out_dir.glob("*.png")) == ["00.png", "01.png", "02.png"]
     assert [r["overlay"] for r in records] == ["00.png", "01.png", "02.png"]
     # The records are what a complete run writes for those images.
-    code, out, err = run_in_process(*predict_args(demo_run, photos, "-o", tmp_path / "full"))
+    code, out, err = run_in_process(*predict_args(demo_run, photos, "-o", tmp_path / "full", "--batch-size", "1"))
     assert code == 0, out + err
     full = json.loads((tmp_path / "full" / "predictions.json").read_text())
     images = json.loads((tmp_path / "full" / "images.json").read_text())["images"]

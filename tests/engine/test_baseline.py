@@ -46,8 +46,12 @@ def test_resume_continues_at_next_iteration_with_saved_state(tiny_cfg, tmp_path)
     first = tiny_cfg(run, "SOLVER.MAX_ITER", "2", "SOLVER.CHECKPOINT_PERIOD", "1", val=False)
     assert run_train_baseline(first) == {}
     assert _iterations(run) == [0, 1]
-    saved = torch.load(run / "model_final.pth")
-    assert saved["iteration"] == 1 and (run / "last_checkpoint").read_text() == "model_final.pth"
+    # The last iteration's full state is a periodic file, which --resume reads; model_final.pth is lean.
+    saved = torch.load(run / "model_0000001.pth")
+    assert saved["iteration"] == 1 and (run / "last_checkpoint").read_text() == "model_0000001.pth"
+    final = torch.load(run / "model_final.pth")
+    assert final["iteration"] == 1 and "trainer" not in final
+    _assert_same(final["model"], saved["model"], "model_final")
 
     longer = tiny_cfg(run, "SOLVER.MAX_ITER", "4", "SOLVER.CHECKPOINT_PERIOD", "1", val=False)
     with pytest.raises(PoliteTeacherError, match="not empty"):
@@ -83,7 +87,7 @@ def test_resume_after_a_stop_repeats_the_uninterrupted_run_exactly(tiny_cfg, tmp
     run_train_baseline(tiny_cfg(stopped, *common, "SOLVER.MAX_ITER", "2", val=False))
     run_train_baseline(tiny_cfg(stopped, *common, "SOLVER.MAX_ITER", "4", val=False), resume=True)
     assert _iterations(stopped) == [0, 1, 2, 3]
-    a, b = torch.load(whole / "model_final.pth"), torch.load(stopped / "model_final.pth")
+    a, b = torch.load(whole / "model_0000003.pth"), torch.load(stopped / "model_0000003.pth")
     _assert_same(b["model"], a["model"], "model")
     _assert_same(b["trainer"]["_trainer"]["optimizer"], a["trainer"]["_trainer"]["optimizer"], "optimizer")
     losses = lambda run: [r["total_loss"] for r in _records(run) if "total_loss" in r]
@@ -104,7 +108,7 @@ def _wait_for(path, process, timeout=300):
 
 def _recorded_after_checkpoint(run):
     last = (run / "last_checkpoint").read_text()
-    assert last != "model_final.pth", "the run ended before it could be stopped"
+    assert not (run / "model_final.pth").exists(), "the run ended before it could be stopped"
     recorded = []
     for line in (run / "metrics.json").read_text().splitlines():
         try:
@@ -148,7 +152,7 @@ def test_resume_after_sigkill_repeats_the_uninterrupted_run_exactly(train_args, 
     log = (killed / "log.txt").read_text()
     assert "Resuming from" in log
     assert f"took over the lock of a training that is no longer running (pid {run.pid} " in log
-    a, b = torch.load(whole / "model_final.pth"), torch.load(killed / "model_final.pth")
+    a, b = torch.load(whole / "model_0000011.pth"), torch.load(killed / "model_0000011.pth")
     _assert_same(b["model"], a["model"], "model")
     _assert_same(b["trainer"]["_trainer"]["optimizer"], a["trainer"]["_trainer"]["optimizer"], "optimizer")
     # metrics.json: each iteration once (the records after the checkpoint were dropped), as in one go.

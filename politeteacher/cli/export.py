@@ -1,0 +1,82 @@
+"""`politeteacher strip` (a lean, weights-only copy of a checkpoint) and `politeteacher export`
+(TorchScript / ONNX)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from typing_extensions import Annotated
+
+from . import app
+from ..errors import PoliteTeacherError
+from .common import EXTRA_ARGS, CheckpointOpt, ConfigFileOpt, DeviceOpt, PresetOpt
+from .predict import DEFAULT_PRESET
+from .training_options import ModelOpt, config_overrides_only, inference_cfg, weights_or_latest_run
+
+
+@app.command("strip")
+def strip(
+    checkpoint: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="A .pth checkpoint (any: periodic, "
+                                               "final, best, CenterMask2 or Polite Teacher).")],
+    output: Annotated[
+        Optional[Path],
+        typer.Option("--output", "-o", help="File to write (default: CHECKPOINT's name with _weights, beside it); "
+                     "never overwritten."),
+    ] = None,
+    model: Annotated[
+        str, typer.Option("--model", help="Of a two-model (Polite Teacher) checkpoint: both (loadable with "
+                          "--model teacher or student), teacher or student (that one alone, half the size).")
+    ] = "both",
+) -> None:
+    """Write the weights of a checkpoint without the trainer state (optimiser, scheduler, hooks).
+
+    The file keeps the run's config and classes, so eval, predict and train-ssl --weights use it as they
+    use the checkpoint, also away from its run folder.
+    """
+    from ..engine.checkpoint import strip_checkpoint
+
+    out = strip_checkpoint(checkpoint, output, which=model)
+    before, after = checkpoint.stat().st_size / 2**20, out.stat().st_size / 2**20
+    typer.echo(f"{out} ({after:.1f} MiB, {100 * after / before:.0f} % of {checkpoint.name}'s {before:.1f} MiB)")
+
+
+@app.command("export", context_settings=EXTRA_ARGS)
+def export(
+    ctx: typer.Context,
+    weights: CheckpointOpt = None,
+    fmt: Annotated[str, typer.Option("--format", help="torchscript, or onnx (needs the export extra: onnx, onnxruntime).")] = "torchscript",
+    output: Annotated[
+        Optional[Path],
+        typer.Option("--output", "-o", help="File to write (default: the checkpoint's name with .ts / .onnx, beside "
+                     "it); never overwritten. <file>.json beside it says what goes in and out."),
+    ] = None,
+    samples: Annotated[
+        Optional[List[Path]],
+        typer.Option("--sample", metavar="IMAGE", help="Image to trace and check the export on (repeatable; default: "
+                     "two generated ones)."),
+    ] = None,
+    model: ModelOpt = "teacher",
+    preset: PresetOpt = None,
+    config_file: ConfigFileOpt = None,
+    device: DeviceOpt = None,
+) -> None:
+    """Export a checkpoint's model (frozen batch norm folded) to TorchScript or ONNX.
+
+    The file takes one resized image (CHW float32, 0-255) and returns the detections at that size.
+    It is checked against the PyTorch model on the sample images before it is written.
+    The README shows how to run it with torch.jit.load or onnxruntime.
+    """
+    from ..inference.export import SUFFIX, export_model
+
+    overrides = config_overrides_only(ctx.args)
+    weights = weights_or_latest_run(weights)
+    cfg = inference_cfg(weights, overrides, default_preset=DEFAULT_PRESET, preset=preset,
+                        config_file=config_file, device=device)
+    if fmt not in SUFFIX:
+        raise PoliteTeacherError(f"--format must be torchscript or onnx, got '{fmt}'")
+    target = output or Path(weights).with_suffix(SUFFIX[fmt])
+    report = export_model(cfg, weights, target, fmt=fmt, which=model, samples=samples or ())
+    diffs = ", ".join(f"{k} {v:.2g}" for k, v in report.differences.items())
+    typer.echo(f"{report.path} ({fmt}, {model}); checked on {report.samples} image(s), largest differences: {diffs}")
+    typer.echo(f"inputs, outputs and classes: {report.sidecar}")
