@@ -132,10 +132,10 @@ def _root(
     """Semi-supervised instance segmentation: CenterMask trained with Polite Teacher, on detectron2."""
 
 
-# Registering the commands; each module adds its own to `app`.
+# Registering the commands, in the order `--help` lists them (a user's workflow); each module adds its own.
 from . import (  # noqa: E402,F401
-    check_data, compare, demo, doctor, evaluate, export, plot, predict, presets, pseudo_label, split, train,
-    train_ssl,
+    check_data, split, train, train_ssl, evaluate, predict, pseudo_label, compare, plot, export, presets, doctor,
+    demo,
 )
 
 

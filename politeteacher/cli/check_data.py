@@ -60,8 +60,10 @@ def check_data(
     ),
     grid: int = typer.Option(6, "--grid", help="Annotated images drawn per set (0: none)."),
 ) -> None:
-    """Look at a dataset before training: counts, images without annotations, crowd-only images, bad
-    images, the category-id map, and a grid of annotated images drawn with their labels.
+    """Look at a dataset before training: counts, empty, crowd-only and bad images, class ids, labels.
+
+    Images and instances per set and per class, images without annotations, crowd-only images, missing
+    or unreadable images, the category-id map, and a grid of annotated images drawn with their labels.
 
     Every image is decoded once, as training checks them.
     Exits with 1 when something would stop training: a missing or unreadable image, a mask missing.

@@ -43,8 +43,10 @@ def compare(
         typer.Option("--output-dir", "-o", help="Folder for ap_curves.png (default: runs/compare/<run>+<run>...)."),
     ] = None,
 ) -> None:
-    """Compare training runs: best and final AP of teacher and student, the pseudo-label statistics,
-    the config keys that differ, and one plot of the runs' AP curves."""
+    """Compare training runs: best and final AP, pseudo-label statistics, the config keys that differ.
+
+    Teacher and student AP (best, with its iteration, and final), the pseudo-label statistics averaged
+    over each run, the config keys whose values differ, and one plot of the runs' AP curves."""
     from ..engine.compare import AP_CURVES_FILE, default_compare_dir
 
     show_comparison(run_dirs, (output_dir or default_compare_dir(run_dirs)) / AP_CURVES_FILE)

@@ -22,6 +22,7 @@ def plot(
     output: OldOutputOpt = None,
 ) -> None:
     """Draw a run's curves to a PNG: losses, pseudo-label losses, learning rate, AP and pseudo-labels.
+
     Several runs are overlaid, a colour per run."""
     from ..engine.compare import default_compare_dir
     from ..engine.plot import CURVES_FILE, plot_runs
