@@ -63,6 +63,7 @@ def run_demo(output_dir: Path = Path("runs/demo"), force: bool = False, override
     from .data.synthetic import demo_paths, ensure_demo_dataset
     from .engine.baseline import run_train_baseline
     from .engine.evaluate import run_evaluate
+    from .engine.launch import setup_logging
     from .engine.polite_teacher import run_train_ssl
     from .predict import predict
 
@@ -72,6 +73,7 @@ def run_demo(output_dir: Path = Path("runs/demo"), force: bool = False, override
     out.mkdir(parents=True, exist_ok=True)
     report = DemoReport()
 
+    setup_logging()  # the console, for the steps before the first run's log.txt opens
     logger.info("1/6 demo dataset: %s", ensure_demo_dataset())
     report.split_file = out / "split_10pct_seed1.json"
     split = make_split("demo_train", 10, 1)

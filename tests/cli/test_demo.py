@@ -30,6 +30,8 @@ def test_demo_runs_the_whole_workflow(tmp_path):
         assert all(math.isnan(float(v)) or 0 <= float(v) <= 100 for v in row[-2:])
     assert len(list((out / "predictions").glob("*.png"))) == 4
     assert (out / "predictions" / "predictions.json").is_file()
+    steps = [l.split("]: ", 1)[1][:3] for l in result.stdout.splitlines() if "politeteacher.demo]: " in l]
+    assert steps == [f"{k}/6" for k in range(1, 7)], result.stdout  # every step says where the demo is
 
     again = run_cli("demo", "--output-dir", "demo", *QUICK, cwd=tmp_path)
     assert_one_line_error(again, "not empty", "--force")
