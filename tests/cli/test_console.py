@@ -42,7 +42,7 @@ def _data(tiny_data):
 def test_tiny_training_console_is_short_and_the_libraries_go_to_log_txt(tiny_data, tmp_path, command, extra):
     out_dir = tmp_path / "run"
     result = run_in_process(command, *_data(tiny_data), "--output-dir", out_dir, *TINY, *extra,
-                            "SOLVER.MAX_ITER", "4", "TEST.EVAL_PERIOD", "2")
+                            "SOLVER.MAX_ITER", "4", "TEST.EVAL_PERIOD", "2", "SOLVER.STEPS", "(1000,)")
     assert result.returncode == 0, result.stdout + result.stderr
     lines = (result.stdout + result.stderr).splitlines()
     assert len(lines) <= 40, "\n".join(lines)

@@ -32,6 +32,7 @@ def test_demo_runs_the_whole_workflow(tmp_path):
     assert (out / "predictions" / "predictions.json").is_file()
     steps = [l.split("]: ", 1)[1][:3] for l in result.stdout.splitlines() if "politeteacher.demo]: " in l]
     assert steps == [f"{k}/6" for k in range(1, 7)], result.stdout  # every step says where the demo is
+    assert "warning" not in result.stdout + result.stderr  # nothing to warn about in the shipped presets
 
     again = run_cli("demo", "--output-dir", "demo", *QUICK, cwd=tmp_path)
     assert_one_line_error(again, "not empty", "--force")
