@@ -68,17 +68,14 @@ def check_data(
     Every image is decoded once, as training checks them.
     Exits with 1 when something would stop training: a missing or unreadable image, a mask missing.
     """
-    from ..config import resolve_config
-    from ..data.datasets import register_all
     from ..data.jsonio import write_json_atomic
-    from ..data.report import inspect_dataset, inspect_folder, report_json, save_grid
+    from ..data.report import inspect_dataset, inspect_folder, named_sets, report_json, save_grid
 
     flags = data_overrides(train_json, train_images, val_json, val_images, unlabeled_images,
                            data=data, dataset=dataset, val_dataset=val_dataset)
     if not flags:
         raise PoliteTeacherError("nothing to check: pass --data FILE, --dataset NAME or --train-json/--train-images")
-    cfg = register_all(resolve_config(overrides=["DATASETS.TRAIN", "()", "DATASETS.TEST", "()", *flags]))
-    sets = [("train", n) for n in cfg.DATASETS.TRAIN] + [("val", n) for n in cfg.DATASETS.TEST]
+    sets, unlabeled_folders = named_sets(flags)
     name = Path(data).stem if data is not None else (sets[0][1] if sets else "unlabeled")
     out = (output_dir or Path("runs/check-data") / name).expanduser().absolute()
     reports, problems = [], []
@@ -90,7 +87,7 @@ def check_data(
         _print_report(report)
         reports.append(report)
         problems += report.problems()
-    folders = [inspect_folder(f) for f in cfg.DATASETS.UNLABELED_IMAGE_DIRS]
+    folders = [inspect_folder(f) for f in unlabeled_folders]
     for folder in folders:
         typer.echo(f"unlabelled: {folder.folder}: {folder.num_images} images, {len(folder.bad_images)} unreadable")
         for path, why in folder.bad_images[:_SHOWN]:

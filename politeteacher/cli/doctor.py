@@ -56,19 +56,18 @@ def _detectron2_rows() -> List[Row]:
 def _data_file_rows(data: Path) -> List[Row]:
     """The dataset file's sets: found, with image counts, or what is wrong (a quick look: files are
     listed, not decoded; `check-data` decodes them)."""
-    from ..config import resolve_config
-    from ..data.datasets import load_annotations, register_all
+    from ..data.datasets import load_annotations
+    from ..data.report import named_sets
     from ..errors import PoliteTeacherError
     from .common import data_overrides
 
     deep = f"for every image decoded and the labels drawn: politeteacher check-data --data {data}"
     try:
-        cfg = register_all(resolve_config(overrides=["DATASETS.TRAIN", "()", "DATASETS.TEST", "()",
-                                                     *data_overrides(data=data)]))
+        sets, unlabeled_folders = named_sets(data_overrides(data=data))
     except PoliteTeacherError as e:
         return [Row("data file", str(data), False, str(e))]
     rows = [Row("data file", str(Path(data).absolute()), True, "")]
-    for role, name in [("train", n) for n in cfg.DATASETS.TRAIN] + [("val", n) for n in cfg.DATASETS.TEST]:
+    for role, name in sets:
         try:
             dicts = load_annotations(name)
         except PoliteTeacherError as e:
@@ -78,7 +77,7 @@ def _data_file_rows(data: Path) -> List[Row]:
         value = f"{name}: {len(dicts)} images, {sum(len(d.get('annotations', [])) for d in dicts)} annotations"
         rows.append(Row(f"data {role}", value + (f", {missing} image file(s) missing" if missing else ""),
                         not missing, deep if missing else ""))
-    for folder in cfg.DATASETS.UNLABELED_IMAGE_DIRS:
+    for folder in unlabeled_folders:
         rows.append(Row("data unlabelled", f"{count_images(Path(folder))} images in {folder}", True, ""))
     return rows
 

@@ -49,7 +49,7 @@ def _write_starter_data_file(split_file: Path, train_json: Path, train_images: P
     """Write `<split stem>.data.yaml` beside the split file: a dataset file holding the training set and
     the split, for `--data`. A file of that name that differs is the user's: it is left alone."""
     from ..data.data_file import starter_data_file
-    from ..data.jsonio import write_text_atomic
+    from ..engine.checkpoint import atomic_write_text
 
     path = split_file.with_name(split_file.stem + ".data.yaml")
     text = starter_data_file(train_json.expanduser().resolve(), train_images.expanduser().resolve(),
@@ -57,7 +57,7 @@ def _write_starter_data_file(split_file: Path, train_json: Path, train_images: P
     if path.exists() and path.read_text() != text:
         typer.echo(f"warning: {path} exists and differs; left as it is", err=True)
         return None
-    write_text_atomic(text, path)
+    atomic_write_text(path, text)
     return path
 
 

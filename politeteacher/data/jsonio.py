@@ -66,11 +66,6 @@ def write_jsons_atomic(files: Sequence[Tuple[Any, Path, Mapping[str, Any]]]) -> 
     write_files_atomic([(Path(path), lambda f, o=obj, kw=dump_kw: json.dump(o, f, **kw)) for obj, path, dump_kw in files])
 
 
-def write_text_atomic(text: str, path: Path) -> None:
-    """Write ``text`` to a temporary file beside ``path``, then rename it into place."""
-    write_files_atomic([(Path(path), lambda f: f.write(text))])
-
-
 def write_json_atomic(obj, path: Path, **dump_kw) -> None:
     """Write ``obj`` as JSON to a temporary file beside ``path``, then rename it into place."""
     write_jsons_atomic([(obj, path, dump_kw)])

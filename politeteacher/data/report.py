@@ -11,7 +11,7 @@ import numpy as np
 from .checks import BOXES_ONLY_FLAG, SKIP_FLAG, find_bad_images
 from .datasets import dataset_json, image_files, load_annotations
 
-__all__ = ["CategoryRow", "DatasetReport", "FolderReport", "inspect_dataset", "inspect_folder", "save_grid"]
+__all__ = ["CategoryRow", "DatasetReport", "FolderReport", "inspect_dataset", "inspect_folder", "named_sets", "save_grid"]
 
 
 @dataclass
@@ -63,6 +63,18 @@ class FolderReport:
             return [f"unlabelled folder {self.folder}: {len(self.bad_images)} unreadable image(s) "
                     f"(replace or remove them, or pass {SKIP_FLAG})"]
         return []
+
+
+def named_sets(data_overrides: Sequence[str]) -> Tuple[List[Tuple[str, str]], List[str]]:
+    """What the data options (`cli.common.data_overrides`) name, registered and checked (missing files are
+    one-line errors): ``(role, dataset name)`` for the training sets then the validation sets, and the
+    unlabelled folders. Nothing comes from a preset."""
+    from ..config import resolve_config
+    from .datasets import register_all
+
+    cfg = register_all(resolve_config(overrides=["DATASETS.TRAIN", "()", "DATASETS.TEST", "()", *data_overrides]))
+    sets = [("train", n) for n in cfg.DATASETS.TRAIN] + [("val", n) for n in cfg.DATASETS.TEST]
+    return sets, list(cfg.DATASETS.UNLABELED_IMAGE_DIRS)
 
 
 def _id_map(name: str, num_classes: int) -> List[int]:
