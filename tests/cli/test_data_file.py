@@ -239,3 +239,11 @@ def test_doctor_checks_a_data_file(data, flawed, tmp_path):
     assert not row.ok and "1 image file(s) missing" in row.value and f"check-data --data {bad}" in row.fix
     out = run_in_process("doctor", "--data", bad)
     assert out.returncode == 1
+
+
+def test_dataset_on_eval_is_the_set_evaluated(baseline, tmp_path):
+    """The run's own val set is custom_val; --dataset NAME evaluates that registered set instead."""
+    out = run_in_process("eval", "--weights", baseline / "model_final.pth", "--dataset", "demo_test",
+                         "-o", tmp_path / "ev")
+    assert out.returncode == 0, out.stderr
+    assert set(json.loads((tmp_path / "ev" / "eval_results.json").read_text())["results"]) == {"demo_test"}
