@@ -204,7 +204,9 @@ def resume_hint(output_dir):
 
 
 def launch_kwargs(num_gpus: int, num_machines: int, machine_rank: int, dist_url: str) -> Dict:
-    return dict(num_gpus=num_gpus, num_machines=num_machines, machine_rank=machine_rank, dist_url=dist_url)
+    from ..engine.launch import Launch
+
+    return dict(launch=Launch(num_gpus, num_machines, machine_rank, dist_url))
 
 
 def weights_or_latest_run(weights: Optional[str]) -> str:

@@ -42,6 +42,7 @@ from .evaluate import EVAL_RESULTS, build_evaluator, build_test_loader, by_datas
 from .optim import build_optimizer
 from .launch import (
     check_batch_split,
+    Launch,
     check_launch,
     close_log_files,
     create_ddp_model,
@@ -282,10 +283,7 @@ def run_training(
     batch_keys=("IMS_PER_BATCH",),
     resume: bool = False,
     force: bool = False,
-    num_gpus: int = 1,
-    num_machines: int = 1,
-    machine_rank: int = 0,
-    dist_url: str = "auto",
+    launch: Launch = Launch(),
 ) -> Dict[str, dict]:
     """Run `train_fn(cfg, resume)` in every worker, training into cfg.OUTPUT_DIR, and return the final
     evaluation as written to eval_results.json ({} without a test set).
@@ -294,22 +292,22 @@ def run_training(
     data of that run: other data are refused unless `force` too) or `force` (delete the previous
     run's files and start over). One training at a time holds a folder; a start that fails before
     its first checkpoint leaves the folder as it found it (see `run_dir.RunFolder`)."""
-    check_launch(cfg, num_gpus, num_machines, machine_rank, dist_url)
+    check_launch(cfg, launch)
     setup_logging()  # the console, for what checking the data logs before the run folder's log.txt opens
     out = Path(cfg.OUTPUT_DIR)
-    if machine_rank == 0:
+    if launch.machine_rank == 0:
         check_run_dir(out, resume=resume, force=force)  # before anything slow (datasets, downloads)
     saved = saved_config(out) if resume else None
-    cfg = prepare_training_cfg(cfg, num_gpus * num_machines, batch_keys, recorded_seed=(saved or {}).get("SEED", -1))
+    cfg = prepare_training_cfg(cfg, launch.world_size, batch_keys, recorded_seed=(saved or {}).get("SEED", -1))
     changes = data_changes(cfg, saved) if saved and not force else []
     if changes:
         raise PoliteTeacherError(
             f"--resume: the data differ from those of the run in {out} ({'; '.join(changes)}); pass that "
             "run's data options again, or add --force to resume it on these data"
         )
-    launch = functools.partial(launch_workers, train_fn, cfg, num_gpus, num_machines, machine_rank, dist_url, resume)
+    start = functools.partial(launch_workers, train_fn, cfg, launch, resume)
     try:
-        if machine_rank == 0:
+        if launch.machine_rank == 0:
             with RunFolder(out, resume=resume, force=force) as folder:
                 with reporting_full_disk(out / CONFIG_FILE):
                     save_config(cfg, out)
@@ -317,15 +315,15 @@ def run_training(
                 for note in folder.notes:
                     logger.info(note)
                 logger.info("Run folder: %s", out)
-                results = launch()
+                results = start()
         else:
             out.mkdir(parents=True, exist_ok=True)
             setup_logging(str(out))
             logger.info("Run folder: %s", out)
-            results = launch()
+            results = start()
     finally:
         close_log_files()
-    if results is None or num_gpus * num_machines > 1:
+    if results is None or launch.world_size > 1:
         path = out / EVAL_RESULTS
         return json.loads(path.read_text())["results"] if path.is_file() else {}
     return by_dataset(cfg, results) if results else {}

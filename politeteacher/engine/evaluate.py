@@ -24,6 +24,7 @@ from detectron2.utils import comm
 
 from ..errors import PoliteTeacherError
 from .checkpoint import atomic_write_text
+from .launch import Launch, check_launch, close_log_files, launch_workers, setup_logging
 from .outputs import writable_folder
 
 logger = logging.getLogger(__name__)
@@ -170,18 +171,13 @@ def run_evaluate(
     cfg,
     weights: str,
     which: str = "teacher",
-    num_gpus: int = 1,
-    num_machines: int = 1,
-    machine_rank: int = 0,
-    dist_url: str = "auto",
+    launch: Launch = Launch(),
 ) -> Dict[str, dict]:
     """`politeteacher eval`: evaluate `weights` on DATASETS.TEST; results go to cfg.OUTPUT_DIR.
 
     Returns {dataset: {"bbox": {"AP", "AP50", "AP75", "APs", "APm", "APl", "AP-<class>"...},
     "segm": {...}}} (values in percent; NaN where COCO defines none).
     """
-    from .launch import check_launch, close_log_files, launch_workers, setup_logging
-
     if not weights:
         raise PoliteTeacherError("no weights to evaluate; pass --weights path/to/model_final.pth")
     if "://" not in str(weights) and not Path(weights).is_file():
@@ -189,12 +185,11 @@ def run_evaluate(
     setup_logging()  # the console, for what checking the data logs before the output folder's log.txt opens
     cfg = eval_datasets(cfg)
     cfg.freeze()
-    check_launch(cfg, num_gpus, num_machines, machine_rank, dist_url)
+    check_launch(cfg, launch)
     writable_folder(cfg.OUTPUT_DIR, "--output-dir")
     setup_logging(cfg.OUTPUT_DIR)
     try:
-        results = launch_workers(evaluate_checkpoint, cfg, num_gpus, num_machines, machine_rank, dist_url,
-                                 str(weights), which)
+        results = launch_workers(evaluate_checkpoint, cfg, launch, str(weights), which)
     finally:
         close_log_files()
     if results is None:  # several processes: read what the main worker wrote

@@ -1,6 +1,6 @@
 """Starting workers: detectron2's `launch`, plus what each worker sets up before training.
 
-`launch_workers(fn, cfg, num_gpus, ...)` runs `fn(cfg, *args)` in `num_gpus` processes per machine
+`launch_workers(fn, cfg, Launch(num_gpus, ...))` runs `fn(cfg, *args)` in `num_gpus` processes per machine
 (one per GPU; on a machine without GPUs, CPU processes talking over gloo). Each worker first calls
 `setup_worker(cfg)`: logging to the console (main process) and `OUTPUT_DIR/log.txt`, the seed
 (`SEED + rank`), and, on the CPU, a fair share of the cores. A worker that fails for a reason the
@@ -14,12 +14,13 @@ import os
 import re
 import sys
 from contextlib import contextmanager, redirect_stdout
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 import torch
 from detectron2.engine import create_ddp_model as _d2_create_ddp_model
-from detectron2.engine import launch
+from detectron2.engine import launch as launch_d2
 from detectron2.utils import comm
 from detectron2.utils.env import seed_all_rng
 
@@ -275,17 +276,33 @@ def _hide_gpus(hide: bool):
             os.environ["CUDA_VISIBLE_DEVICES"] = old
 
 
-def check_launch(cfg, num_gpus: int, num_machines: int, machine_rank: int, dist_url: str) -> int:
-    """Validate the worker layout (flags, GPUs of this machine); return the world size."""
+@dataclass(frozen=True)
+class Launch:
+    """Where the workers run: `num_gpus` processes per machine (CPU processes with MODEL.DEVICE cpu)
+    on `num_machines` machines; this machine is `machine_rank`; rank 0 listens on `dist_url`."""
+
+    num_gpus: int = 1
+    num_machines: int = 1
+    machine_rank: int = 0
+    dist_url: str = "auto"
+
+    @property
+    def world_size(self) -> int:
+        return self.num_gpus * self.num_machines
+
+
+def check_launch(cfg, launch: Launch) -> None:
+    """Validate the worker layout (flags, GPUs of this machine) for `cfg`."""
+    num_gpus, num_machines = launch.num_gpus, launch.num_machines
     if num_gpus < 1 or num_machines < 1:
         raise PoliteTeacherError("--num-gpus and --num-machines must be at least 1")
-    if not 0 <= machine_rank < num_machines:
-        raise PoliteTeacherError(f"--machine-rank must be in [0, {num_machines - 1}], got {machine_rank}")
-    if num_machines > 1 and dist_url == "auto":
+    if not 0 <= launch.machine_rank < num_machines:
+        raise PoliteTeacherError(f"--machine-rank must be in [0, {num_machines - 1}], got {launch.machine_rank}")
+    if num_machines > 1 and launch.dist_url == "auto":
         raise PoliteTeacherError("several machines need --dist-url tcp://<host of rank 0>:<port>, not 'auto'")
     if num_machines > 1 and cfg.SEED < 0:  # each machine would draw its own (see prepare_training_cfg)
         raise PoliteTeacherError("several machines need the same SEED: pass SEED <n> (n >= 0), not a random one")
-    world = num_gpus * num_machines
+    world = launch.world_size
     if cfg.MODEL.DEVICE.startswith("cuda:") and world > 1:
         raise PoliteTeacherError(
             f"--device {cfg.MODEL.DEVICE} names one GPU but {world} processes would share it; "
@@ -298,7 +315,6 @@ def check_launch(cfg, num_gpus: int, num_machines: int, machine_rank: int, dist_
                 f"--num-gpus {num_gpus} but torch sees {have} GPU(s); pass --num-gpus {max(have, 1)}"
                 + (" or --device cpu" if have == 0 else "")
             )
-    return world
 
 
 def check_batch_split(cfg, world_size: int, keys=("IMS_PER_BATCH",)) -> None:
@@ -316,26 +332,17 @@ def check_batch_split(cfg, world_size: int, keys=("IMS_PER_BATCH",)) -> None:
 _REMOTE_ERROR = re.compile(r"^politeteacher\.[\w.]*Error: (.+)$", re.MULTILINE)
 
 
-def launch_workers(
-    fn: Callable,
-    cfg,
-    num_gpus: int = 1,
-    num_machines: int = 1,
-    machine_rank: int = 0,
-    dist_url: str = "auto",
-    *args: Any,
-) -> Any:
-    """Run `fn(cfg, *args)` in every worker (see module doc). Returns `fn`'s result when a single
-    process runs it here; with several processes the result stays in the workers (write what you
-    need to OUTPUT_DIR). A PoliteTeacherError raised in a worker comes back as one."""
-    check_launch(cfg, num_gpus, num_machines, machine_rank, dist_url)
-    world = num_gpus * num_machines
-    if world == 1:
+def launch_workers(fn: Callable, cfg, launch: Launch, *args: Any) -> Any:
+    """Run `fn(cfg, *args)` in every worker of `launch` (checked beforehand with `check_launch`).
+    Returns `fn`'s result when a single process runs it here; with several processes the result
+    stays in the workers (write what you need to OUTPUT_DIR). A PoliteTeacherError raised in a
+    worker comes back as one."""
+    if launch.world_size == 1:
         return _worker(fn, cfg, args)
     try:
         with _hide_gpus(not cfg.MODEL.DEVICE.startswith("cuda")):
-            launch(_worker, num_gpus, num_machines=num_machines, machine_rank=machine_rank,
-                   dist_url=dist_url, args=(fn, cfg, args))
+            launch_d2(_worker, launch.num_gpus, num_machines=launch.num_machines,
+                      machine_rank=launch.machine_rank, dist_url=launch.dist_url, args=(fn, cfg, args))
     except torch.multiprocessing.ProcessRaisedException as e:
         m = _REMOTE_ERROR.search(str(e))
         if m:

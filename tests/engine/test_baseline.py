@@ -11,6 +11,7 @@ import torch
 
 from politeteacher.data.datasets import register_all
 from politeteacher.engine.baseline import BaselineTrainer, prepare_training_cfg, run_train_baseline
+from politeteacher.engine.launch import Launch
 from politeteacher.errors import PoliteTeacherError
 
 from cli.helpers import assert_one_line_error, run_in_process
@@ -170,14 +171,14 @@ def test_amp_on_cpu_is_refused(tiny_cfg, tmp_path):
 def test_batch_must_split_evenly_over_workers(tiny_cfg, tmp_path):
     cfg = tiny_cfg(tmp_path / "run", "SOLVER.IMS_PER_BATCH", "3")
     with pytest.raises(PoliteTeacherError, match="divide evenly"):
-        run_train_baseline(cfg, num_gpus=2)
+        run_train_baseline(cfg, launch=Launch(num_gpus=2))
 
 
 @pytest.mark.slow
 def test_two_cpu_workers_train_and_evaluate(tiny_cfg, tmp_path):
     run = tmp_path / "ddp"
     cfg = tiny_cfg(run, "SOLVER.MAX_ITER", "2", "SOLVER.CHECKPOINT_PERIOD", "100", "TEST.EVAL_PERIOD", "0")
-    results = run_train_baseline(cfg, num_gpus=2)
+    results = run_train_baseline(cfg, launch=Launch(num_gpus=2))
     assert _iterations(run) == [0, 1]
     assert torch.load(run / "model_final.pth")["iteration"] == 1
     assert any("segm/AP" in r for r in _records(run))  # the final evaluation reached metrics.json
@@ -192,7 +193,7 @@ def test_a_random_seed_is_drawn_once_and_recorded(tiny_cfg, tmp_path):
     seeds = {prepare_training_cfg(cfg).SEED for _ in range(3)}
     assert all(s >= 0 for s in seeds) and len(seeds) > 1  # drawn, not a fixed default
     with pytest.raises(PoliteTeacherError, match="same SEED"):
-        check_launch(cfg, 1, 2, 0, "tcp://127.0.0.1:1234")
+        check_launch(cfg, Launch(1, 2, 0, "tcp://127.0.0.1:1234"))
     run = tmp_path / "run"
     recorded = lambda: int((run / "config.yaml").read_text().split("\nSEED: ")[1].split()[0])
     run_train_baseline(tiny_cfg(run, "SEED", "-1", "SOLVER.MAX_ITER", "1", val=False))

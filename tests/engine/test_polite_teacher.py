@@ -10,7 +10,7 @@ import torch
 from politeteacher.data.datasets import register_all
 from politeteacher.data.splits import labeled_and_unlabeled
 from politeteacher.engine.baseline import build_centermask, prepare_training_cfg
-from politeteacher.engine.launch import setup_worker
+from politeteacher.engine.launch import Launch, setup_worker
 from politeteacher.engine import polite_teacher
 from politeteacher.engine.polite_teacher import (
     PoliteTeacherTrainer,
@@ -287,7 +287,7 @@ def test_train_ssl_needs_weights_or_burn_in(tiny_cfg, tmp_path):
 def test_two_cpu_workers(tiny_cfg, tmp_path):
     run = tmp_path / "run"
     run_train_ssl(tiny_cfg(run, "SOLVER.MAX_ITER", "2", "SEMISUPERVISED.BURN_IN_ITERS", "1", *SSL, val=False),
-                  num_gpus=2)
+                  launch=Launch(num_gpus=2))
     records = [json.loads(l) for l in (run / "metrics.json").read_text().splitlines()]
     assert sorted({r["iteration"] for r in records if "total_loss" in r}) == [0, 1]
     assert "modelStudent.backbone.fpn_lateral3.weight" in torch.load(run / "model_final.pth")["model"]
