@@ -8,7 +8,7 @@ torch.set_num_threads(2). Images: `synthetic.generate_dataset` at 320 x 427.
 Every configuration runs in a fresh subprocess (so peak RSS, from resource.getrusage, is its own);
 after WARMUP iterations we take the median of ITERS timed iterations.
 
-  baseline   : BaselineTrainer's SimpleTrainer.run_step (weak mapper, student forward/backward, SGD)
+  baseline   : BaselineTrainer.run_step (weak mapper, student forward/backward, SGD)
   ssl_none   : PoliteTeacherTrainer.run_step, SEMISUPERVISED.BOX_THRESHOLD 1.0 (no pseudo-label passes)
   ssl_10     : the same with ~10 pseudo-labels per image: the teacher's FCOS training post-processing
                is set to threshold 0 / top 10 after NMS and BOX_THRESHOLD -1 (random weights), on the
@@ -62,7 +62,8 @@ def ensure_data(n: int = 16) -> Path:
 
 def build_cfg(name: str, out_dir: str):
     from politeteacher.config import resolve_config
-    from politeteacher.engine.baseline import prepare_training_cfg
+    from politeteacher.engine.polite_teacher import PoliteTeacherTrainer
+    from politeteacher.engine.run import prepare_training_cfg
 
     data = ensure_data()
     opts = [
@@ -89,7 +90,7 @@ def build_cfg(name: str, out_dir: str):
     elif name == "infer_45":
         opts += ["MODEL.FCOS.INFERENCE_TH_TEST", "0.0", "MODEL.FCOS.POST_NMS_TOPK_TEST", "45"]
     cfg = resolve_config("baseline_sup10", None, opts)
-    return prepare_training_cfg(cfg, 1, ("IMS_PER_BATCH", "IMS_PER_BATCH_UNLABELED"))
+    return prepare_training_cfg(cfg, PoliteTeacherTrainer)
 
 
 def _timed_steps(step, warmup: int, iters: int, storage, trainer) -> list:
@@ -116,31 +117,27 @@ def bench_baseline(cfg, warmup, iters, profile=None):
     register_all(cfg)
     trainer = BaselineTrainer(cfg)
     trainer.resume_or_load(resume=False)
-    inner = trainer._trainer
+    trainer.start_loaders()
     with EventStorage(0) as storage:
-        inner.storage = storage
-        times, cpu = _timed_steps(inner.run_step, warmup, iters, storage, inner)
+        trainer.storage = storage
+        times, cpu = _timed_steps(trainer.run_step, warmup, iters, storage, trainer)
         if profile:
-            _profile(inner.run_step, profile)
+            _profile(trainer.run_step, profile)
     return {"value": statistics.median(times), "times": times, "cpu": statistics.median(cpu)}
 
 
 def _ssl_trainer(cfg, ten: bool):
     from politeteacher.data.datasets import register_all
-    from politeteacher.data.splits import labeled_and_unlabeled
-    from politeteacher.engine.baseline import build_centermask
     from politeteacher.engine.polite_teacher import PoliteTeacherTrainer
 
     register_all(cfg)
-    labeled, unlabeled = labeled_and_unlabeled(cfg)
-    student, teacher = build_centermask(cfg), build_centermask(cfg)
+    trainer = PoliteTeacherTrainer(cfg)
     if ten:  # the teacher alone keeps every location and 10 detections after NMS
-        pg = teacher.proposal_generator
+        pg = trainer.teacher.proposal_generator
         _, pre_topk, _ = pg.post_process_params["train"]
         pg.post_process_params["train"] = (0.0, pre_topk, 10)
-    trainer = PoliteTeacherTrainer(cfg, student, teacher, labeled, unlabeled)
     trainer.start_iter = 0
-    trainer.start_streams()
+    trainer.start_loaders()
     return trainer
 
 
@@ -165,12 +162,12 @@ def bench_infer(cfg, warmup, iters, profile=None):
 
     from politeteacher.data.datasets import get_dataset_dicts, register_all
     from politeteacher.data.mappers import WeakMapper
-    from politeteacher.engine.baseline import build_centermask
+    from politeteacher.modeling.build import build_centermask
     from politeteacher.modeling import fold_frozen_batchnorm
 
     register_all(cfg)
     model = build_centermask(cfg)
-    fold_frozen_batchnorm(model)  # as `eval` and `predict` do (engine.evaluate.build_inference_model)
+    fold_frozen_batchnorm(model)  # as `eval` and `predict` do (modeling.build.build_inference_model)
     model.eval()
     mapper = WeakMapper(cfg, is_train=False)
     dicts = get_dataset_dicts(cfg.DATASETS.TRAIN[0])
@@ -241,7 +238,7 @@ def ab(what: str, warmup: int, pairs: int) -> dict:
         elif what == "fold":
             from politeteacher.data.datasets import get_dataset_dicts, register_all
             from politeteacher.data.mappers import WeakMapper
-            from politeteacher.engine.baseline import build_centermask
+            from politeteacher.modeling.build import build_centermask
             from politeteacher.modeling import fold_frozen_batchnorm
 
             cfg = build_cfg("infer_45", out)

@@ -104,7 +104,7 @@ def final_ap(run: Path, model: str = "") -> dict:
 
 def run_baseline(common: list, seed: int, out: Path, total: int, start: int) -> Path:
     from politeteacher.config import resolve_config
-    from politeteacher.engine.baseline import run_train_baseline
+    from politeteacher.engine.run import run_train_baseline
 
     run = out / f"seed{seed}" / "baseline"
     if not (run / "eval_results.json").is_file():
@@ -119,7 +119,7 @@ def run_baseline(common: list, seed: int, out: Path, total: int, start: int) -> 
 
 def run_ssl(common: list, seed: int, out: Path, name: str, weights: Path) -> Path:
     from politeteacher.config import resolve_config
-    from politeteacher.engine.polite_teacher import run_train_ssl
+    from politeteacher.engine.run import run_train_ssl
 
     run = out / f"seed{seed}" / name
     if not (run / "eval_results.json").is_file():

@@ -61,10 +61,10 @@ def run_demo(output_dir: Path = Path("runs/demo"), force: bool = False, override
     (e.g. SOLVER.MAX_ITER for a quicker look). Refuses a non-empty folder unless `force`."""
     from .data.splits import make_split
     from .data.synthetic import demo_paths, ensure_demo_dataset
-    from .engine.baseline import run_train_baseline
-    from .engine.evaluate import run_evaluate
+    from .engine.run import run_train_baseline
+    from .evaluation.evaluate import run_evaluate
     from .engine.launch import setup_logging
-    from .engine.polite_teacher import run_train_ssl
+    from .engine.run import run_train_ssl
     from .predict import predict
 
     out = Path(output_dir).resolve()
@@ -128,7 +128,7 @@ def run_pretrain(output_dir: Path = Path("runs/demo_source"), force: bool = Fals
     `output_dir`, then write its final weights, class-specific layers left out, in float16, to
     `output_dir/demo_source_R18_GN.pkl` and return that path. Copied to the package's `weights/`
     folder (`make demo-weights` does both), it is the file the `demo` preset starts from."""
-    from .engine.baseline import run_train_baseline
+    from .engine.run import run_train_baseline
     from .engine.checkpoint import atomic_write
     from .modeling.weights import extract_model_state_dict
     from .pretrained import pretrained_file_data

@@ -95,7 +95,7 @@ def view_mapper(cfg):
 def load_teacher(cfg, weights: str, which: str = "teacher"):
     """The model of `weights` (the teacher or the student of a two-model checkpoint) as the trainer
     holds its teacher: built from `cfg`, loaded strictly, in eval mode, batch norm not folded."""
-    from .engine.baseline import build_centermask
+    from .modeling.build import build_centermask
     from .modeling import load_centermask_weights
 
     if which not in ("teacher", "student"):

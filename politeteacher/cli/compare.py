@@ -12,7 +12,7 @@ from . import app
 
 def show_comparison(run_dirs: Sequence[Path], plot_path: Path) -> None:
     """Print the comparison table of `run_dirs` and write their AP curves to `plot_path`."""
-    from ..engine.compare import compare_runs, format_comparison, plot_ap_curves
+    from ..evaluation.compare import compare_runs, format_comparison, plot_ap_curves
     from ..errors import PoliteTeacherError
 
     comparison = compare_runs(run_dirs)
@@ -26,7 +26,7 @@ def show_comparison(run_dirs: Sequence[Path], plot_path: Path) -> None:
 def sweep_and_compare(specs: Sequence[str], cfg, train: Callable[[object], Dict], show: bool = True) -> List[Path]:
     """`train-ssl --sweep`: the runs one after another, then the comparison of all of them (the AP
     curves in the sweep's folder)."""
-    from ..engine.compare import AP_CURVES_FILE
+    from ..evaluation.compare import AP_CURVES_FILE
     from ..engine.sweep import run_sweep
 
     folders = run_sweep(cfg, specs, train, announce=typer.echo if show else (lambda line: None))
@@ -47,6 +47,6 @@ def compare(
 
     Teacher and student AP (best, with its iteration, and final), the pseudo-label statistics averaged
     over each run, the config keys whose values differ, and one plot of the runs' AP curves."""
-    from ..engine.compare import AP_CURVES_FILE, default_compare_dir
+    from ..evaluation.compare import AP_CURVES_FILE, default_compare_dir
 
     show_comparison(run_dirs, (output_dir or default_compare_dir(run_dirs)) / AP_CURVES_FILE)

@@ -67,7 +67,7 @@ def eval_(
     eval_results.json, <dataset>/coco_instances_results.json, and the plots <dataset>/ap_per_class.png
     and <dataset>/pr_curves.png.
     """
-    from ..engine.evaluate import format_results, run_evaluate
+    from ..evaluation.evaluate import format_results, run_evaluate
     from ..engine.launch import set_verbose
 
     set_verbose(verbose)

@@ -24,8 +24,8 @@ def plot(
     """Draw a run's curves to a PNG: losses, pseudo-label losses, learning rate, AP and pseudo-labels.
 
     Several runs are overlaid, a colour per run."""
-    from ..engine.compare import default_compare_dir
-    from ..engine.plot import CURVES_FILE, plot_runs
+    from ..evaluation.compare import default_compare_dir
+    from ..evaluation.plot import CURVES_FILE, plot_runs
 
     target = deprecated_alias(output, output_dir, "--output", "--output-dir")
     if target is not None and (target.is_dir() or target.suffix.lower() != ".png"):

@@ -69,8 +69,8 @@ def train_baseline(
     Trailing `KEY VALUE` pairs override config keys, e.g. `SOLVER.MAX_ITER 1000`.
     Default preset: baseline_sup10; default run folder: runs/baseline/<preset>.
     """
-    from ..engine.baseline import run_train_baseline
-    from ..engine.evaluate import format_results
+    from ..engine.run import run_train_baseline
+    from ..evaluation.evaluate import format_results
     from ..engine.launch import set_verbose
 
     set_verbose(verbose)

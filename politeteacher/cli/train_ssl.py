@@ -74,9 +74,9 @@ def train_ssl(
     Default preset: polite_teacher_sup10; default run folder: runs/ssl/<preset>.
     --sweep SEMISUPERVISED.BOX_THRESHOLD=0.5,0.6,0.7 trains a run per value in <run folder>/BOX_THRESHOLD=<value>.
     """
-    from ..engine.evaluate import format_results
+    from ..evaluation.evaluate import format_results
     from ..engine.launch import set_verbose
-    from ..engine.polite_teacher import run_train_ssl
+    from ..engine.run import run_train_ssl
 
     set_verbose(verbose)
 

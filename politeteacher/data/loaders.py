@@ -22,13 +22,15 @@ from .streams import IterationBatches, draw_seed, iteration_loader
 __all__ = ["build_labeled_loader", "build_unlabeled_loader", "build_test_loader", "per_worker_batch"]
 
 
-def per_worker_batch(total: int, key: str) -> int:
-    """``total // world size``; an error naming the config ``key`` unless it divides evenly."""
-    world = comm.get_world_size()
+def per_worker_batch(total: int, key: str, world: Optional[int] = None) -> int:
+    """``total // world`` (default: this process group's size); an error naming the config ``key``
+    unless it divides evenly. Training commands check their batch keys before launching
+    (``engine.run.check_config``)."""
+    world = comm.get_world_size() if world is None else world
     if total <= 0 or total % world:
         raise PoliteTeacherError(
-            f"{key} = {total} is a total over all {world} worker(s): it must be a positive "
-            f"multiple of {world}"
+            f"{key} = {total} is a total over {world} worker(s) and must divide evenly: pass a positive "
+            f"multiple of {world}, e.g. {key} {max(world, total // world * world)}"
         )
     return total // world
 
@@ -39,7 +41,7 @@ def _build(cfg: CfgNode, dicts: Sequence[dict], mapper: Callable, key: str, seed
     if not dicts:
         raise PoliteTeacherError(what)
     # A negative SEED (detectron2's "random") gives a random order; training commands draw one
-    # SEED for all workers beforehand and record it (engine.baseline.prepare_training_cfg).
+    # SEED for all workers beforehand and record it (engine.run.prepare_training_cfg).
     seed = cfg.SEED + seed_offset if cfg.SEED >= 0 else draw_seed()
     stream = IterationBatches(
         dicts, mapper, batch, seed=seed, rank=comm.get_rank(),

@@ -1,13 +1,11 @@
-"""Checkpoints that survive a kill, and the hooks that write them.
+"""Checkpoints that survive a kill, and the starting weights of a run.
 
 `AtomicCheckpointer` is detectron2's `DetectionCheckpointer` whose files are written to `name.pth.tmp`,
 fsynced and renamed over the target, so an interrupted save never leaves a broken or half-overwritten
 file. It saves whatever module it is given: a CenterMask model, or a wrapper holding two models (keys
 then carry the attribute names, e.g. `modelTeacher.` / `modelStudent.`).
 
-`build_checkpoint_hooks` gives the periodic checkpointer (keeping the newest
-`SOLVER.MAX_CHECKPOINTS_KEPT` files, surviving resumes) and the best-metric checkpointer; both are
-stateful through the trainer's checkpoint, so a resumed run keeps counting where it stopped.
+The hooks that write them each period are in `hooks.py`.
 
 Two kinds of file: the periodic `model_<iter>.pth`, which `--resume` reads, hold the whole trainer state
 (optimiser moments, scheduler, hooks: two thirds of the file with AdamW); `model_best.pth` and
@@ -21,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
-import math
 import os
 import re
 import shutil
@@ -30,11 +27,13 @@ from typing import Any, Dict, List, Optional
 
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.engine import hooks
-from detectron2.utils import comm
+from detectron2.utils.file_io import PathManager
 
 from .. import pretrained  # noqa: F401  (registers the politeteacher:// prefix of shipped weights)
+from ..data.classes import class_metadata
 from ..errors import PoliteTeacherError
+from ..modeling.weights import check_model_zoo_pickle, extract_model_state_dict, load_pretrained_weights, weights_file
+from .run_dir import run_config
 
 logger = logging.getLogger(__name__)
 
@@ -157,8 +156,6 @@ class AtomicCheckpointer(DetectionCheckpointer):
         cfg = getattr(self.checkpointables.get("trainer"), "cfg", None)
         if cfg is None:
             return {}
-        from ..data.classes import class_metadata
-
         names, to_dataset_id = class_metadata(cfg)
         return {"config": cfg.dump(), "classes": names, "category_ids": [to_dataset_id[i] for i in range(len(names))]}
 
@@ -208,124 +205,11 @@ def periodic_checkpoints(save_dir: os.PathLike | str, prefix: str = PERIODIC_PRE
     return [p for _, p in sorted(found)]
 
 
-class PeriodicCheckpointer(hooks.PeriodicCheckpointer):
-    """detectron2's periodic checkpoint hook, keeping the newest `max_to_keep` periodic files.
-
-    Retention looks at the folder rather than at the files saved by this process, so checkpoints
-    written before a `--resume` count too. `model_final.pth` and `model_best.pth` are never removed.
-
-    After the last iteration it writes the lean `model_final.pth` and then the periodic file of that
-    iteration, which `last_checkpoint` names (a kill between the two leaves the previous periodic file
-    as the one to resume from, and the last iterations are trained again).
-    """
-
-    def __init__(self, checkpointer, period: int, max_iter: Optional[int] = None,
-                 max_to_keep: Optional[int] = None, file_prefix: str = PERIODIC_PREFIX):
-        super().__init__(checkpointer, period, max_iter=max_iter, max_to_keep=None, file_prefix=file_prefix)
-        if max_to_keep is not None and max_to_keep < 1:
-            raise ValueError(f"max_to_keep must be >= 1, got {max_to_keep}")
-        self.keep = max_to_keep
-
-    def step(self, iteration: int, **kwargs: Any) -> None:
-        iteration = int(iteration)
-        state = {"iteration": iteration, **kwargs}
-        last = self.max_iter is not None and iteration >= self.max_iter - 1
-        if last:
-            self.checkpointer.save(f"{self.file_prefix}_final", tag_last=False, lean=True, **state)
-        if last or (iteration + 1) % self.period == 0:
-            self.checkpointer.save(f"{self.file_prefix}_{iteration:07d}", **state)
-            if self.keep is not None:
-                self.prune()
-
-    def prune(self) -> None:
-        if not self.checkpointer.save_to_disk or not self.checkpointer.save_dir:
-            return
-        files = periodic_checkpoints(self.checkpointer.save_dir, self.file_prefix)
-        for old in files[: max(0, len(files) - self.keep)]:
-            logger.info("Removing old checkpoint %s (keeping the newest %d)", old, self.keep)
-            old.unlink(missing_ok=True)
-
-
-class BestCheckpointer(hooks.BestCheckpointer):
-    """detectron2's best-metric checkpointer, whose best value is part of the trainer's state.
-
-    Without that, a resumed run would overwrite `model_best.pth` with its first (possibly worse)
-    evaluation. It also does not move `last_checkpoint`, so `--resume` follows the periodic files.
-    """
-
-    def _save_best(self, iteration: int) -> None:
-        self._checkpointer.save(self._file_prefix, tag_last=False, lean=True, iteration=iteration)
-
-    def _best_checking(self):
-        metric_tuple = self.trainer.storage.latest().get(self._val_metric)
-        if metric_tuple is None:
-            self._logger.warning(
-                f"metric {self._val_metric} was not computed; no {self._file_prefix}.pth this time"
-            )
-            return
-        value, metric_iter = metric_tuple
-        if math.isnan(value) or math.isinf(value):
-            return
-        if self.best_metric is None or self._compare(value, self.best_metric):
-            self._save_best(metric_iter)
-            self._logger.info(
-                f"{self._file_prefix}.pth: {self._val_metric} = {value:0.4f} at iteration {metric_iter}"
-            )
-            self._update_best(value, metric_iter)
-
-    def state_dict(self) -> Dict[str, Any]:
-        if self.best_metric is None:
-            return {}
-        return {"best_metric": self.best_metric, "best_iter": self.best_iter}
-
-    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
-        self.best_metric = state_dict.get("best_metric")
-        self.best_iter = state_dict.get("best_iter")
-
-
-def best_metric_key(cfg, metric: str = "segm/AP") -> str:
-    """The storage key of `metric` as written by the eval hook: prefixed by the dataset name when
-    `DATASETS.TEST` holds several datasets (the first one decides)."""
-    if len(cfg.DATASETS.TEST) > 1:
-        return f"{cfg.DATASETS.TEST[0]}/{metric}"
-    return metric
-
-
-def build_checkpoint_hooks(
-    cfg,
-    checkpointer: AtomicCheckpointer,
-    best_metric: Optional[str] = "segm/AP",
-    mode: str = "max",
-) -> List[hooks.HookBase]:
-    """Checkpoint hooks for a trainer; register them *after* the eval hook.
-
-    - `model_<iter>.pth` every SOLVER.CHECKPOINT_PERIOD iterations, newest SOLVER.MAX_CHECKPOINTS_KEPT kept;
-      `model_final.pth` after the last iteration;
-    - `model_best.pth` whenever `best_metric` (a key of the eval results, e.g. "segm/AP" or
-      "teacher/segm/AP") improves, checked at every TEST.EVAL_PERIOD and at the end.
-
-    Only the main process gets hooks (the others return []), as in detectron2.
-    """
-    if not comm.is_main_process():
-        return []
-    out: List[hooks.HookBase] = []
-    if best_metric:
-        out.append(BestCheckpointer(cfg.TEST.EVAL_PERIOD, checkpointer, best_metric, mode, BEST_NAME))
-    keep = cfg.SOLVER.MAX_CHECKPOINTS_KEPT
-    out.append(PeriodicCheckpointer(checkpointer, cfg.SOLVER.CHECKPOINT_PERIOD,
-                                    max_to_keep=keep if keep and keep > 0 else None))
-    return out
-
-
 __all__ = [
     "AtomicCheckpointer",
     "NoSpaceError",
-    "BestCheckpointer",
-    "PeriodicCheckpointer",
     "atomic_write",
     "atomic_write_text",
-    "best_metric_key",
-    "build_checkpoint_hooks",
     "no_space",
     "reporting_full_disk",
     "load_initial_weights",
@@ -350,16 +234,12 @@ def resolve_weights(weights: str) -> str:
         return ""
     local = _local_weights(weights)
     if local.endswith(".pkl"):
-        from ..modeling.weights import check_model_zoo_pickle
-
         check_model_zoo_pickle(local)
     return local
 
 
 def _local_weights(weights: str) -> str:
     if "://" in weights:
-        from detectron2.utils.file_io import PathManager
-
         try:
             local = PathManager.get_local_path(weights)
         except Exception as e:  # network errors come in many types
@@ -372,10 +252,7 @@ def _local_weights(weights: str) -> str:
                 f"could not fetch weights {weights}; pass --weights /path/to/file, or --weights none"
             )
         return local
-    path = Path(weights).expanduser()
-    if not path.is_file():
-        raise PoliteTeacherError(f"weights file {weights} not found; pass a .pth/.pkl checkpoint, or none")
-    return str(path.resolve())
+    return weights_file(weights)
 
 
 def load_initial_weights(model: torch.nn.Module, weights: str, which: str = "teacher") -> None:
@@ -392,11 +269,8 @@ def load_initial_weights(model: torch.nn.Module, weights: str, which: str = "tea
         logger.info("No initial weights: training from scratch")
         return
     if weights.endswith(".pkl"):
-        target = model.module if hasattr(model, "module") else model
-        DetectionCheckpointer(target).load(weights, checkpointables=[])
+        DetectionCheckpointer(model).load(weights, checkpointables=[])
         return
-    from ..modeling import load_pretrained_weights
-
     loaded = load_pretrained_weights(model, weights, which=which)
     if loaded["part"] == "backbone":
         logger.info("Loaded %d backbone tensors from %s", loaded["loaded"], weights)
@@ -445,14 +319,9 @@ def strip_checkpoint(src: os.PathLike | str, dst: Optional[os.PathLike | str] = 
     folder is embedded, so the file is self-contained. `which` for a two-model (Polite Teacher)
     checkpoint: "both" keeps both models as they are (loadable with --model teacher or student),
     "teacher" / "student" keeps that one as a plain model (half the size). Never overwrites a file."""
-    from ..modeling.weights import extract_model_state_dict
-    from .run_dir import run_config
-
     if which not in ("both", "teacher", "student"):
         raise PoliteTeacherError(f"--model must be both, teacher or student, got '{which}'")
-    src = Path(src).expanduser()
-    if not src.is_file():
-        raise PoliteTeacherError(f"checkpoint {src} not found; pass a .pth file")
+    src = Path(weights_file(src))
     dst = Path(dst).expanduser() if dst else src.with_name(f"{src.stem}_weights.pth")
     if dst.exists():
         raise PoliteTeacherError(f"{dst} exists; pass another file to -o (nothing is overwritten)")

@@ -317,17 +317,6 @@ def check_launch(cfg, launch: Launch) -> None:
             )
 
 
-def check_batch_split(cfg, world_size: int, keys=("IMS_PER_BATCH",)) -> None:
-    """Batch sizes are totals over all workers: each of SOLVER.<keys> must divide evenly."""
-    for key in keys:
-        total = int(cfg.SOLVER.get(key))
-        if total < 1 or total % world_size:
-            raise PoliteTeacherError(
-                f"SOLVER.{key} = {total} is a total over {world_size} workers and must divide evenly; "
-                f"pass SOLVER.{key} {max(world_size, total // world_size * world_size)}"
-            )
-
-
 # The last line of a worker's traceback for a project error, e.g. "politeteacher.errors.PoliteTeacherError: ...".
 _REMOTE_ERROR = re.compile(r"^politeteacher\.[\w.]*Error: (.+)$", re.MULTILINE)
 

@@ -7,9 +7,8 @@ last step is recorded at the last iteration (MAX_ITER - 1).
 
 - `ProgressPrinter`: one log line every SOLVER.LOG_PERIOD iterations:
   `iter 39 (40/300, 13%)  eta 0:02:10  total_loss 2.41  loss_fcos_cls 0.98 ...  lr 0.0080  0.51 s/it`
-- `ProgressBar`: a tqdm bar on the main process when stderr is a terminal; log lines are printed above it.
-  It is closed after the last step, before the final evaluation.
-- `EvalProgress`: the same for an evaluation: a bar on a terminal, else a line at the start and the end.
+- `EvalProgress`: for an evaluation what `hooks.ProgressBar` is for training: a bar on a terminal,
+  else a line at the start and the end.
 - `build_writers(output_dir, max_iter, log_period)`: the printer, `metrics.json` (`MetricsWriter`) and
   TensorBoard events (`TensorboardWriter`), for `hooks.PeriodicWriter`.
 - `trim_metrics(path, last_iteration)`: what `--resume` does to metrics.json before training on.
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import torch
-from detectron2.engine import hooks
+from detectron2.utils import comm
 from detectron2.utils.events import (
     CommonMetricPrinter,
     EventWriter,
@@ -35,6 +34,7 @@ from detectron2.utils.events import (
     TensorboardXWriter,
     get_event_storage,
 )
+from tqdm import tqdm
 
 from .checkpoint import atomic_write_text, reporting_full_disk
 from .launch import console_above_bar
@@ -133,7 +133,7 @@ def trim_metrics(path: Path, last_iteration: int) -> None:
         atomic_write_text(path, "".join(kept))
 
 
-def _fmt(v: float) -> str:
+def fmt_loss(v: float) -> str:
     return f"{v:.4g}" if math.isfinite(v) else "-"
 
 
@@ -170,8 +170,8 @@ class ProgressPrinter(CommonMetricPrinter):
         eta = self._get_eta(storage)
         if eta:
             parts.append(f"eta {eta}")
-        parts += [f"{k} {_fmt(median(k))}" for k in losses]
-        parts += [f"{short} {_fmt(hist[k].latest())}" for k, short in PSEUDO_ON_LINE if k in hist]
+        parts += [f"{k} {fmt_loss(median(k))}" for k in losses]
+        parts += [f"{short} {fmt_loss(hist[k].latest())}" for k, short in PSEUDO_ON_LINE if k in hist]
         if "lr" in hist:
             parts.append(f"lr {hist['lr'].latest():.5g}")
         if "time" in hist:
@@ -181,56 +181,12 @@ class ProgressPrinter(CommonMetricPrinter):
         self.logger.info("  ".join(parts))
 
 
-class ProgressBar(hooks.HookBase):
-    """A tqdm bar over the iterations, shown only when stderr is a terminal (never in logs or CI).
-
-    While it is shown, the run's console lines are written above it. It is closed after the last
-    step, so that it does not sit at 100 % through the final evaluation (which has its own bar).
-    """
-
-    def __init__(self, enabled: Optional[bool] = None):
-        self.enabled = sys.stderr.isatty() if enabled is None else enabled
-        self._bar = None
-        self._above = None
-
-    def before_train(self):
-        if not self.enabled:
-            return
-        from tqdm import tqdm
-
-        self._above = console_above_bar()
-        self._above.__enter__()
-        self._bar = tqdm(total=self.trainer.max_iter, initial=self.trainer.start_iter,
-                         unit="it", dynamic_ncols=True, leave=True)
-
-    def after_step(self):
-        if self._bar is None:
-            return
-        self._bar.update(1)
-        hist = self.trainer.storage.histories()
-        if "total_loss" in hist and "lr" in hist:
-            self._bar.set_postfix(loss=_fmt(hist["total_loss"].median(20)),
-                                  lr=f"{hist['lr'].latest():.3g}", refresh=False)
-        if self.trainer.storage.iter + 1 >= self.trainer.max_iter:
-            self.after_train()
-
-    def after_train(self):
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
-        if self._above is not None:
-            self._above.__exit__(None, None, None)
-            self._above = None
-
-
 class EvalProgress:
     """Progress of one evaluation: `callbacks` for detectron2's `inference_on_dataset` draw a tqdm bar
     over the batches on a terminal (main process), or log a line at the start; `done()` logs the time
     taken, COCOeval included."""
 
     def __init__(self, what: str, total: int, enabled: Optional[bool] = None):
-        from detectron2.utils import comm
-
         self.what, self.total = what, total
         self.enabled = sys.stderr.isatty() and comm.is_main_process() if enabled is None else enabled
         self._bar = self._above = None
@@ -246,8 +202,6 @@ class EvalProgress:
         if not self.enabled:
             self.logger.info("Evaluating %s: %d batches", self.what, self.total)
             return
-        from tqdm import tqdm
-
         self._above = console_above_bar()
         self._above.__enter__()
         self._bar = tqdm(total=self.total, desc=f"eval {self.what}", unit="batch", dynamic_ncols=True, leave=False)
@@ -275,19 +229,4 @@ def build_writers(output_dir: str, max_iter: int, log_period: int = 20, hidden: 
         ProgressPrinter(max_iter, window_size=window, hidden=hidden),
         MetricsWriter(f"{output_dir}/{METRICS_FILE}", window_size=window),
         TensorboardWriter(output_dir, window_size=window),
-    ]
-
-
-def build_progress_hooks(cfg, max_iter: int, hidden: Sequence[str] = ()) -> List[hooks.HookBase]:
-    """Writers every SOLVER.LOG_PERIOD iterations (and at the end) plus the terminal bar; register
-    them last, after the eval hooks, so evaluation results reach metrics.json at their iteration.
-    The progress line leaves out the `hidden` losses. Main process only (others get [])."""
-    from detectron2.utils import comm
-
-    if not comm.is_main_process():
-        return []
-    period = max(1, int(cfg.SOLVER.LOG_PERIOD))
-    return [
-        hooks.PeriodicWriter(build_writers(cfg.OUTPUT_DIR, max_iter, period, hidden), period=period),
-        ProgressBar(),
     ]

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ..errors import PoliteTeacherError
+from ..modeling.build import build_inference_model
 
 
 def read_checkpoint(weights: str) -> Any:
@@ -51,19 +52,9 @@ class Predictor:
     """
 
     def __init__(self, cfg, weights: str, which: str = "teacher", checkpoint: Any = None):
-        import politeteacher.modeling  # noqa: F401  (registers CenterMask)
-        from detectron2.modeling import build_model
-
-        from ..modeling import fold_frozen_batchnorm, load_centermask_weights
-
-        if which not in ("teacher", "student"):
-            raise PoliteTeacherError(f"--model must be teacher or student, got '{which}'")
         self.cfg = cfg
         self.checkpoint = read_checkpoint(weights) if checkpoint is None else checkpoint
-        self.model = build_model(cfg)
-        load_centermask_weights(self.model, self.checkpoint, which=which)
-        fold_frozen_batchnorm(self.model)
-        self.model.eval()
+        self.model = build_inference_model(cfg, self.checkpoint, which)
         self.input_format = cfg.INPUT.FORMAT
         self.prepare = InputMaker(cfg)
         self.divisor = max(1, int(getattr(self.model.backbone, "size_divisibility", 1) or 1))

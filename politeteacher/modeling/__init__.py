@@ -22,8 +22,11 @@ from .weights import (
     load_centermask_weights,
     load_pretrained_weights,
 )
+from .build import build_centermask, build_inference_model
 
 __all__ = [
+    "build_centermask",
+    "build_inference_model",
     "build_fcos_resnet_fpn_backbone",
     "build_fcos_vovnet_fpn_backbone",
     "build_fcos_mobilenetv2_fpn_backbone",

@@ -4,12 +4,14 @@ two-model checkpoints (centermask.md §7), and ImageNet weights of the bottom-up
 from __future__ import annotations
 
 import os
+from pathlib import Path
 import pickle
 from collections import OrderedDict
 from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 import numpy as np
 import torch
+from detectron2.utils.file_io import PathManager
 from torch import nn
 
 from ..errors import PoliteTeacherError
@@ -28,14 +30,18 @@ _NOT_WEIGHTS = ("pixel_mean", "pixel_std")
 _BOTTOM_UP = "backbone.bottom_up."
 
 
+def weights_file(path: Union[str, os.PathLike]) -> str:
+    """`path` (user-expanded, absolute) when it is a file; otherwise the one error every command gives
+    for missing weights."""
+    local = Path(path).expanduser()
+    if not local.is_file():
+        raise PoliteTeacherError(f"weights file {path} not found; pass an existing .pth/.pkl checkpoint")
+    return str(local.resolve())
+
+
 def _read(path: Union[str, os.PathLike]) -> Any:
     path = os.fspath(path)
-    if path.startswith("detectron2://") or "://" in path:
-        from detectron2.utils.file_io import PathManager
-
-        path = PathManager.get_local_path(path)
-    if not os.path.isfile(path):
-        raise PoliteTeacherError(f"checkpoint {path} not found; pass an existing .pth/.pkl file")
+    path = weights_file(PathManager.get_local_path(path) if "://" in path else path)
     try:
         if path.endswith(".pkl"):
             with open(path, "rb") as f:
@@ -150,15 +156,14 @@ def _source(
 
 
 def _load_model(model: nn.Module, name: str, state: Mapping[str, torch.Tensor]) -> Dict[str, int]:
-    target = model.module if hasattr(model, "module") else model
-    _check_fit(target.state_dict(), state, name, "CenterMask model",
+    _check_fit(model.state_dict(), state, name, "CenterMask model",
                "use a checkpoint of the same config (backbone depth, channels, number of classes)")
-    target.load_state_dict(state, strict=True)
+    model.load_state_dict(state, strict=True)
     return {"loaded": len(state)}
 
 
 def _load_backbone(model: nn.Module, name: str, state: Mapping[str, torch.Tensor]) -> Dict[str, int]:
-    target = (model.module if hasattr(model, "module") else model).backbone.bottom_up
+    target = model.backbone.bottom_up
     state = {k[len(_BOTTOM_UP):] if k.startswith(_BOTTOM_UP) else k: v for k, v in state.items()}
     _check_fit(target.state_dict(), state, name, "backbone",
                "use ImageNet weights of the backbone that MODEL.VOVNET.CONV_BODY / MODEL.BACKBONE.NAME name")

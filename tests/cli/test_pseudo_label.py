@@ -13,9 +13,8 @@ import torch
 from politeteacher.config import resolve_config, save_config
 from politeteacher.data.datasets import register_all
 from politeteacher.data.synthetic import generate_dataset
-from politeteacher.data.splits import labeled_and_unlabeled
 from politeteacher.engine import polite_teacher
-from politeteacher.engine.baseline import build_centermask, prepare_training_cfg
+from politeteacher.engine.run import prepare_training_cfg
 from politeteacher.engine.launch import setup_worker
 from politeteacher.engine.polite_teacher import PoliteTeacherTrainer
 from politeteacher.predict import class_metadata
@@ -46,10 +45,9 @@ def ssl_run(tmp_path_factory):
     register_all(cfg)
     run.mkdir()
     save_config(cfg, run)  # as train-ssl does: the command reads the run's thresholds
-    labeled, unlabeled = labeled_and_unlabeled(cfg)
     os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
     setup_worker(cfg)
-    trainer = PoliteTeacherTrainer(cfg, build_centermask(cfg), build_centermask(cfg), labeled, unlabeled)
+    trainer = PoliteTeacherTrainer(cfg)
     trainer.resume_or_load(resume=False)
     seen = {}
     make = polite_teacher.teacher_pseudo_labels

@@ -157,7 +157,8 @@ def test_eval_prints_both_tables_matching_its_json(run, tmp_path):
 
 def test_eval_and_load_two_model_checkpoint(run, tmp_path):
     from politeteacher.config import resolve_config
-    from politeteacher.engine.evaluate import build_inference_model, eval_datasets
+    from politeteacher.evaluation.evaluate import eval_datasets
+    from politeteacher.modeling.build import build_inference_model
 
     plain = torch.load(run.dir / "model_final.pth")["model"]
     student = {k: v + 1.0 if v.is_floating_point() else v for k, v in plain.items()}

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from politeteacher.data.datasets import register_all
-from politeteacher.engine.baseline import BaselineTrainer, prepare_training_cfg, run_train_baseline
+from politeteacher.engine.baseline import BaselineTrainer
+from politeteacher.engine.run import prepare_training_cfg, run_train_baseline
 from politeteacher.engine.launch import Launch
 from politeteacher.errors import PoliteTeacherError
 
@@ -65,8 +66,8 @@ def test_resume_continues_at_next_iteration_with_saved_state(tiny_cfg, tmp_path)
     trainer.resume_or_load(resume=True)
     assert trainer.start_iter == 2
     state = trainer.state_dict()
-    _assert_same(state["_trainer"]["optimizer"], saved["trainer"]["_trainer"]["optimizer"], "optimizer")
-    assert state["_trainer"]["optimizer"]["state"], "momentum buffers were saved and loaded"
+    _assert_same(state["optimizer"], saved["trainer"]["optimizer"], "optimizer")
+    assert state["optimizer"]["state"], "momentum buffers were saved and loaded"
     _assert_same(state["hooks"]["LRScheduler"], saved["trainer"]["hooks"]["LRScheduler"], "scheduler")
     _assert_same(trainer.model.state_dict(), saved["model"], "model")
     del trainer
@@ -90,7 +91,7 @@ def test_resume_after_a_stop_repeats_the_uninterrupted_run_exactly(tiny_cfg, tmp
     assert _iterations(stopped) == [0, 1, 2, 3]
     a, b = torch.load(whole / "model_0000003.pth"), torch.load(stopped / "model_0000003.pth")
     _assert_same(b["model"], a["model"], "model")
-    _assert_same(b["trainer"]["_trainer"]["optimizer"], a["trainer"]["_trainer"]["optimizer"], "optimizer")
+    _assert_same(b["trainer"]["optimizer"], a["trainer"]["optimizer"], "optimizer")
     losses = lambda run: [r["total_loss"] for r in _records(run) if "total_loss" in r]
     assert losses(stopped) == losses(whole)
 
@@ -155,7 +156,7 @@ def test_resume_after_sigkill_repeats_the_uninterrupted_run_exactly(train_args, 
     assert f"took over the lock of a training that is no longer running (pid {run.pid} " in log
     a, b = torch.load(whole / "model_0000011.pth"), torch.load(killed / "model_0000011.pth")
     _assert_same(b["model"], a["model"], "model")
-    _assert_same(b["trainer"]["_trainer"]["optimizer"], a["trainer"]["_trainer"]["optimizer"], "optimizer")
+    _assert_same(b["trainer"]["optimizer"], a["trainer"]["optimizer"], "optimizer")
     # metrics.json: each iteration once (the records after the checkpoint were dropped), as in one go.
     losses = lambda run: [(r["iteration"], r["total_loss"]) for r in _records(run) if "total_loss" in r]
     assert losses(killed) == losses(whole) and [i for i, _ in losses(whole)] == list(range(12))

@@ -8,6 +8,7 @@ from torch import nn
 
 from politeteacher.config import get_politeteacher_cfg
 from politeteacher.engine import checkpoint as ck
+from politeteacher.engine import hooks
 from politeteacher.errors import PoliteTeacherError
 
 
@@ -89,7 +90,7 @@ def _fake_trainer(max_iter):
 
 def test_retention_keeps_newest_k_also_across_resume(tmp_path):
     c = ck.AtomicCheckpointer(nn.Linear(3, 2), str(tmp_path))
-    hook = ck.PeriodicCheckpointer(c, period=2, max_to_keep=2)
+    hook = hooks.PeriodicCheckpointer(c, period=2, max_to_keep=2)
     hook.trainer = _fake_trainer(12)
     hook.before_train()
     for it in range(6):  # saves after iterations 1, 3, 5
@@ -97,7 +98,7 @@ def test_retention_keeps_newest_k_also_across_resume(tmp_path):
         hook.after_step()
     assert [p.name for p in ck.periodic_checkpoints(tmp_path)] == ["model_0000003.pth", "model_0000005.pth"]
     # A resumed run: a fresh hook still counts the files already in the folder.
-    hook = ck.PeriodicCheckpointer(c, period=2, max_to_keep=2)
+    hook = hooks.PeriodicCheckpointer(c, period=2, max_to_keep=2)
     hook.trainer = _fake_trainer(12)
     hook.before_train()
     for it in range(6, 12):
@@ -111,19 +112,19 @@ def test_build_checkpoint_hooks_follow_config(tmp_path):
     cfg = get_politeteacher_cfg()
     cfg.SOLVER.CHECKPOINT_PERIOD, cfg.SOLVER.MAX_CHECKPOINTS_KEPT, cfg.TEST.EVAL_PERIOD = 7, 4, 5
     c = ck.AtomicCheckpointer(TwoModels(), str(tmp_path))
-    best, periodic = ck.build_checkpoint_hooks(cfg, c, best_metric="teacher/segm/AP")
-    assert isinstance(best, ck.BestCheckpointer) and best._val_metric == "teacher/segm/AP"
+    best, periodic = hooks.build_checkpoint_hooks(cfg, c, best_metric="teacher/segm/AP")
+    assert isinstance(best, hooks.BestCheckpointer) and best._val_metric == "teacher/segm/AP"
     assert best._period == 5
-    assert isinstance(periodic, ck.PeriodicCheckpointer) and (periodic.period, periodic.keep) == (7, 4)
+    assert isinstance(periodic, hooks.PeriodicCheckpointer) and (periodic.period, periodic.keep) == (7, 4)
     cfg.DATASETS.TEST = ("a", "b")
-    assert ck.best_metric_key(cfg) == "a/segm/AP"
+    assert hooks.best_metric_key(cfg) == "a/segm/AP"
 
 
 def test_best_checkpointer_state_survives_resume(tmp_path):
     from detectron2.utils.events import EventStorage
 
     c = ck.AtomicCheckpointer(nn.Linear(3, 2), str(tmp_path))
-    hook = ck.BestCheckpointer(10, c, "segm/AP", "max", "model_best")
+    hook = hooks.BestCheckpointer(10, c, "segm/AP", "max", "model_best")
     with EventStorage(0) as storage:
         hook.trainer = SimpleNamespace(storage=storage, iter=9, max_iter=100)
         storage.iter = 9
@@ -133,7 +134,7 @@ def test_best_checkpointer_state_survives_resume(tmp_path):
         state = hook.state_dict()
     assert state == {"best_metric": 30.0, "best_iter": 9}
     (tmp_path / "model_best.pth").unlink()
-    resumed = ck.BestCheckpointer(10, c, "segm/AP", "max", "model_best")
+    resumed = hooks.BestCheckpointer(10, c, "segm/AP", "max", "model_best")
     resumed.load_state_dict(state)
     with EventStorage(10) as storage:
         resumed.trainer = SimpleNamespace(storage=storage, iter=19, max_iter=100)

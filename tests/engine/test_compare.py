@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from politeteacher.engine.compare import compare_runs, draw_ap_curves, format_comparison
+from politeteacher.evaluation.compare import compare_runs, draw_ap_curves, format_comparison
 from politeteacher.engine.sweep import parse_sweep, run_name, sweep_configs
 from politeteacher.errors import PoliteTeacherError
 

@@ -20,13 +20,13 @@ def console(tmp_path, capsys):
 
 
 def _log(console_):
-    logging.getLogger("politeteacher.engine.baseline").info("Run folder: /x")
+    logging.getLogger("politeteacher.engine.run").info("Run folder: /x")
     logging.getLogger("detectron2.data.common").info("Serializing 3 elements to byte tensors")
     logging.getLogger("fvcore.common.checkpoint").info("Saving checkpoint to /x/model_final.pth")
     for _ in range(3):  # e.g. one per registration and worker
         logging.getLogger("detectron2.solver.build").warning(STEPS)
         logging.getLogger("detectron2.data.datasets.coco").warning(CATEGORY_IDS)
-    logging.getLogger("politeteacher.engine.evaluate").info("csv table", extra={"log_only": True})
+    logging.getLogger("politeteacher.evaluation.evaluate").info("csv table", extra={"log_only": True})
     with prints_to_log():
         print("Loading and preparing results...")
         logging.getLogger("politeteacher.train").info("iter 0 (1/4, 25%)")  # the console still reaches stdout

@@ -9,7 +9,7 @@ from torch import nn
 
 from politeteacher.config import resolve_config
 from politeteacher.engine import checkpoint as ck
-from politeteacher.engine.baseline import run_train_baseline
+from politeteacher.engine.run import run_train_baseline
 from politeteacher.data.synthetic import CATEGORIES
 
 from cli.helpers import assert_one_line_error, run_in_process

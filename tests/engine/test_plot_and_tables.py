@@ -5,8 +5,8 @@ import math
 import pytest
 from PIL import Image
 
-from politeteacher.engine.evaluate import format_results, write_results
-from politeteacher.engine.plot import curves, plot_run, read_metrics
+from politeteacher.evaluation.evaluate import format_results, write_results
+from politeteacher.evaluation.plot import curves, plot_run, read_metrics
 from politeteacher.errors import PoliteTeacherError
 
 
@@ -69,7 +69,7 @@ def _labels(ax):
 
 
 def test_curves_from_one_point_draw_every_series_with_a_marker():
-    from politeteacher.engine.plot import draw_curves
+    from politeteacher.evaluation.plot import draw_curves
 
     fig = draw_curves({"run": [{"iteration": 0, "total_loss": 2.0, "loss_mask": 0.5, "lr": 0.01}]})
     assert [ax.get_title() for ax in fig.axes] == ["supervised losses", "learning rate"]
@@ -80,7 +80,7 @@ def test_curves_from_one_point_draw_every_series_with_a_marker():
 
 
 def test_panels_of_a_polite_teacher_run_with_zero_losses_and_unmeasured_statistics():
-    from politeteacher.engine.plot import draw_curves
+    from politeteacher.evaluation.plot import draw_curves
 
     records = [{"iteration": i, "total_loss": 3.0 - i, "loss_mask": 0.0 if i == 0 else 0.5,
                 "loss_fcos_cls_pseudo": 0.1 * i, "loss_fcos_loc_pseudo": 0.0, "lr": 0.01,
@@ -108,7 +108,7 @@ def test_panels_of_a_polite_teacher_run_with_zero_losses_and_unmeasured_statisti
 
 
 def test_plot_runs_overlays_several_runs_a_colour_each(tmp_path):
-    from politeteacher.engine.plot import draw_curves, plot_runs
+    from politeteacher.evaluation.plot import draw_curves, plot_runs
 
     a, b = tmp_path / "a", tmp_path / "b"
     for folder, scale in ((a, 1.0), (b, 2.0)):
@@ -126,7 +126,7 @@ def test_plot_runs_overlays_several_runs_a_colour_each(tmp_path):
 
 
 def test_zero_weighted_pseudo_losses_of_a_run_are_not_drawn(tmp_path):
-    from politeteacher.engine.plot import zero_weighted_losses
+    from politeteacher.evaluation.plot import zero_weighted_losses
 
     (tmp_path / "config.yaml").write_text(
         "SEMISUPERVISED:\n  UNSUP_LOSS_WEIGHT: 2.0\n  PSEUDO_LOC_WEIGHT: 0.0\n  PSEUDO_CTR_WEIGHT: 1.0\n"
@@ -137,7 +137,7 @@ def test_zero_weighted_pseudo_losses_of_a_run_are_not_drawn(tmp_path):
 def test_eval_plots_from_cocoeval_precision(tmp_path):
     import numpy as np
 
-    from politeteacher.engine.plot import class_ap, draw_ap_per_class, draw_pr_curves, plot_eval
+    from politeteacher.evaluation.plot import class_ap, draw_ap_per_class, draw_pr_curves, plot_eval
 
     # [IoU 10, recall 101, class 2, area 4, max dets 3]; class 1 has no ground truth (-1)
     precision = np.full((10, 101, 2, 4, 3), -1.0)

@@ -8,17 +8,12 @@ import pytest
 import torch
 
 from politeteacher.data.datasets import register_all
-from politeteacher.data.splits import labeled_and_unlabeled
-from politeteacher.engine.baseline import build_centermask, prepare_training_cfg
+from politeteacher.engine.run import prepare_training_cfg
 from politeteacher.engine.launch import Launch, setup_worker
 from politeteacher.engine import polite_teacher
-from politeteacher.engine.polite_teacher import (
-    PoliteTeacherTrainer,
-    PseudoLossNorm,
-    combine_losses,
-    pseudo_loss_weights,
-    run_train_ssl,
-)
+from politeteacher.engine.polite_teacher import PoliteTeacherTrainer
+from politeteacher.engine.pseudo_losses import PseudoLossNorm, combine_losses, pseudo_loss_weights
+from politeteacher.engine.run import run_train_ssl
 from politeteacher.errors import PoliteTeacherError
 
 SSL = ["DATASETS.SPLIT.PERCENT", "50.0", "SOLVER.IMS_PER_BATCH_UNLABELED", "2", "SEMISUPERVISED.EMA_KEEP_RATE", "0.9"]
@@ -27,10 +22,9 @@ SSL = ["DATASETS.SPLIT.PERCENT", "50.0", "SOLVER.IMS_PER_BATCH_UNLABELED", "2", 
 def _trainer(cfg):
     cfg = prepare_training_cfg(cfg)
     register_all(cfg)
-    labeled, unlabeled = labeled_and_unlabeled(cfg)
     os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
     setup_worker(cfg)  # seed and threads, as each worker of run_train_ssl sets them
-    trainer = PoliteTeacherTrainer(cfg, build_centermask(cfg), build_centermask(cfg), labeled, unlabeled)
+    trainer = PoliteTeacherTrainer(cfg)
     trainer.resume_or_load(resume=False)
     return trainer
 
@@ -101,12 +95,12 @@ def test_teacher_is_an_exact_copy_at_the_first_step_then_an_ema(tiny_cfg, tmp_pa
     from detectron2.engine import HookBase
 
     trainer = _trainer(tiny_cfg(tmp_path / "run", "SOLVER.MAX_ITER", "2", *SSL, val=False))
-    start = _state(trainer.student_module)
+    start = _state(trainer.model)
     after = []
 
     class Record(HookBase):
         def after_step(self):
-            after.append((_state(self.trainer.teacher), _state(self.trainer.student_module)))
+            after.append((_state(self.trainer.teacher), _state(self.trainer.model)))
 
     trainer.register_hooks([Record()])
     trainer.train(0, 2)
@@ -125,15 +119,15 @@ def test_unlabelled_annotations_never_reach_the_student_and_empty_pseudo_batches
     trainer = _trainer(tiny_cfg(tmp_path / "run", "SOLVER.MAX_ITER", "1", "SEMISUPERVISED.BOX_THRESHOLD", "1.0",
                                 *SSL, val=False))
     seen, seen_kwargs = [], []
-    forward = trainer.student.forward
+    forward = trainer.train_model.forward
 
     def spy(batched_inputs, **kwargs):
         seen.append([(len(x["instances"]), "hidden_instances" in x, x.get("annotations")) for x in batched_inputs])
         seen_kwargs.append(kwargs)
         return forward(batched_inputs, **kwargs)
 
-    trainer.student.forward = spy
-    before = _state(trainer.student_module)
+    trainer.train_model.forward = spy
+    before = _state(trainer.model)
     trainer.train(0, 1)
     labelled_call, unlabelled_call = seen
     assert all(n > 0 for n, _, _ in labelled_call)  # the labelled images keep their annotations
@@ -145,7 +139,7 @@ def test_unlabelled_annotations_never_reach_the_student_and_empty_pseudo_batches
     assert losses["pseudo/boxes_per_image"][0] == 0
     assert torch.isfinite(torch.tensor(losses["total_loss"][0]))
     assert losses["loss_mask_pseudo"][0] == 0.0
-    after = trainer.student_module.state_dict()
+    after = trainer.model.state_dict()
     assert any(not torch.equal(after[k], before[k]) for k in before)
 
 
@@ -169,13 +163,13 @@ EVERY_DETECTION = ["SEMISUPERVISED.BOX_THRESHOLD", "-1.0", "MODEL.FCOS.INFERENCE
 def _spy_student(trainer):
     """Record the images (number of instances of each) of every student forward."""
     seen = []
-    forward = trainer.student.forward
+    forward = trainer.train_model.forward
 
     def spy(batched_inputs, **kwargs):
         seen.append([len(x["instances"]) for x in batched_inputs])
         return forward(batched_inputs, **kwargs)
 
-    trainer.student.forward = spy
+    trainer.train_model.forward = spy
     return seen
 
 
@@ -249,7 +243,7 @@ def test_resume_after_a_kill_repeats_the_uninterrupted_run_exactly(tiny_cfg, tmp
 
 
 def test_checkpoint_holds_both_models_and_evaluates_either(tiny_cfg, tmp_path):
-    from politeteacher.engine.evaluate import run_evaluate
+    from politeteacher.evaluation.evaluate import run_evaluate
 
     run = tmp_path / "run"
     # No score pre-threshold at test time: even this untrained model detects, so AP is a number.

@@ -5,7 +5,8 @@ from types import SimpleNamespace
 
 from detectron2.utils.events import EventStorage
 
-from politeteacher.engine.progress import MetricsWriter, ProgressBar, ProgressPrinter, trim_metrics
+from politeteacher.engine.hooks import ProgressBar
+from politeteacher.engine.progress import MetricsWriter, ProgressPrinter, trim_metrics
 
 
 def test_progress_line_has_iteration_of_max_eta_losses_lr(caplog):

@@ -4,8 +4,7 @@ import os
 
 from politeteacher.config import resolve_config
 from politeteacher.data.datasets import register_all
-from politeteacher.data.splits import labeled_and_unlabeled
-from politeteacher.engine.baseline import build_centermask, prepare_training_cfg
+from politeteacher.engine.run import prepare_training_cfg
 from politeteacher.engine.launch import setup_worker
 from politeteacher.engine.polite_teacher import PoliteTeacherTrainer
 from politeteacher.engine.pseudo_monitor import NoPseudoLabelWarning
@@ -50,10 +49,9 @@ def test_training_warns_when_no_pseudo_label_passes(tiny_cfg, tmp_path):
         "SEMISUPERVISED.NO_PSEUDO_LABEL_WARN_PERIODS", "2", "DATASETS.SPLIT.PERCENT", "50.0",
         "SOLVER.IMS_PER_BATCH_UNLABELED", "2", val=False))
     register_all(cfg)
-    labeled, unlabeled = labeled_and_unlabeled(cfg)
     os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
     setup_worker(cfg)
-    trainer = PoliteTeacherTrainer(cfg, build_centermask(cfg), build_centermask(cfg), labeled, unlabeled)
+    trainer = PoliteTeacherTrainer(cfg)
     trainer.resume_or_load(resume=False)
     handler = _watch()
     try:

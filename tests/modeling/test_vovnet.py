@@ -183,7 +183,7 @@ def test_dcn_backbone_runs_on_cpu():
 
 @pytest.mark.parametrize("config", ["V-19-slim-dw-eSE", "V-39-eSE", "MobileNetV2"])
 def test_frozen_batchnorm_folds_into_the_units_convs(config):
-    """eval / predict fold FrozenBN (engine.evaluate.build_inference_model): the units' norms too."""
+    """eval / predict fold FrozenBN (modeling.build.build_inference_model): the units' norms too."""
     from politeteacher.modeling import fold_frozen_batchnorm
 
     model = build_bottom_up(config).eval()

@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from ..engine.outputs import writable_folder
+from ..engine.run_dir import saved_config
 from ..errors import PoliteTeacherError
 from .plot import all_series, distinct_colours, read_metrics, run_names, save_png
-from .outputs import writable_folder
 
 AP_CURVES_FILE = "ap_curves.png"
 # "teacher/segm/AP", "student/bbox/AP", "segm/AP" (a baseline), "teacher/<dataset>/segm/AP" (several test sets)
@@ -93,8 +94,6 @@ def _final_results(run_dir: Path) -> Dict[Tuple[str, str], float]:
 
 def summarize_run(run_dir: Path, name: Optional[str] = None) -> RunSummary:
     """What `compare` reports of one run folder (see module doc)."""
-    from .run_dir import saved_config
-
     run_dir = Path(run_dir)
     metrics = run_dir / "metrics.json"
     if not _is_run(run_dir):

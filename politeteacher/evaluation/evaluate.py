@@ -22,10 +22,17 @@ import torch
 from detectron2.evaluation import inference_on_dataset, print_csv_format
 from detectron2.utils import comm
 
+from ..data.checks import check_evaluation_data
+from ..data.datasets import apply_dataset_classes, register_all
+from ..data.loaders import build_test_loader
+from ..engine.checkpoint import atomic_write_text, resolve_weights
+from ..engine.launch import Launch, check_launch, close_log_files, launch_workers, prints_to_log, setup_logging
+from ..engine.outputs import writable_folder
+from ..engine.progress import EvalProgress
 from ..errors import PoliteTeacherError
-from .checkpoint import atomic_write_text
-from .launch import Launch, check_launch, close_log_files, launch_workers, setup_logging
-from .outputs import writable_folder
+from ..modeling.build import build_inference_model
+from .coco import MaskScoringCOCOEvaluator
+from .plot import plot_eval
 
 logger = logging.getLogger(__name__)
 
@@ -34,16 +41,8 @@ SUMMARY_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 TASKS = ("bbox", "segm")
 
 
-def build_test_loader(cfg, dataset_name: str):
-    from ..data.loaders import build_test_loader as _build
-
-    return _build(cfg, dataset_name)
-
-
 def build_evaluator(cfg, dataset_name: str, output_dir: Optional[str] = None):
     """Mask-scoring COCO evaluator (bbox ranked by `scores`, segm by `mask_scores`)."""
-    from ..evaluation.coco import MaskScoringCOCOEvaluator
-
     return MaskScoringCOCOEvaluator(dataset_name, tasks=TASKS, distributed=True, output_dir=output_dir)
 
 
@@ -59,9 +58,6 @@ def coco_evaluate(
     chart and the precision-recall curves (`plot.plot_eval`). Progress shows as a bar or two lines
     (named `label` and the dataset); the evaluator's tables and pycocotools' prints go to log.txt.
     """
-    from .progress import EvalProgress
-    from .launch import prints_to_log
-
     results: Dict[str, dict] = OrderedDict()
     for name in cfg.DATASETS.TEST:
         out = str(Path(output_dir) / name) if output_dir else None
@@ -76,8 +72,6 @@ def coco_evaluate(
             logger.info("Evaluation results for %s in csv format:", name, extra={"log_only": True})
             print_csv_format(res)
             if plots and out and getattr(evaluator, "precisions", None):
-                from .plot import plot_eval
-
                 for path in plot_eval(evaluator.precisions, evaluator.class_names, Path(out)):
                     logger.info("Plot: %s", path)
     if not comm.is_main_process():
@@ -112,34 +106,10 @@ def write_results(path: Path, results: Mapping, **info) -> Path:
     return atomic_write_text(path, json.dumps(_json_safe({**info, "results": results}), indent=2))
 
 
-def build_inference_model(cfg, weights: str, which: str = "teacher") -> torch.nn.Module:
-    """A CenterMask built from `cfg` with `weights` loaded strictly (`which` picks the teacher or the
-    student of a two-model checkpoint), in eval mode, frozen batch norm folded into the convolutions
-    (for predicting only: its parameters no longer match a checkpoint). A checkpoint of another model
-    (other classes, backbone or channels) is a PoliteTeacherError."""
-    import politeteacher.modeling  # noqa: F401  (registers CenterMask)
-    from detectron2.modeling import build_model
-
-    from ..modeling import fold_frozen_batchnorm, load_centermask_weights
-
-    if which not in ("teacher", "student"):
-        raise PoliteTeacherError(f"--model must be teacher or student, got '{which}'")
-    if not weights:
-        raise PoliteTeacherError("no weights to evaluate; pass --weights path/to/model_final.pth")
-    model = build_model(cfg)
-    load_centermask_weights(model, weights, which=which)
-    fold_frozen_batchnorm(model)
-    model.eval()
-    return model
-
-
 def eval_datasets(cfg):
     """A copy of `cfg` ready to evaluate on DATASETS.TEST (or DATASETS.CUSTOM.VAL_*): test sets
     registered and checked, classes taken from the test set. The training set is not needed (it may
     be absent on the machine that evaluates): the class count must match the checkpoint anyway."""
-    from ..data.checks import check_evaluation_data
-    from ..data.datasets import apply_dataset_classes, register_all
-
     cfg = cfg.clone()
     cfg.defrost()
     custom = cfg.DATASETS.CUSTOM
@@ -155,8 +125,6 @@ def eval_datasets(cfg):
 
 def evaluate_checkpoint(cfg, weights: str, which: str = "teacher") -> Dict[str, dict]:
     """One worker's part of `politeteacher eval` (see `run_evaluate`); {} on other ranks."""
-    from ..data.datasets import register_all
-
     register_all(cfg)
     model = build_inference_model(cfg, weights, which)
     results = coco_evaluate(cfg, model, cfg.OUTPUT_DIR, plots=True)
@@ -180,8 +148,7 @@ def run_evaluate(
     """
     if not weights:
         raise PoliteTeacherError("no weights to evaluate; pass --weights path/to/model_final.pth")
-    if "://" not in str(weights) and not Path(weights).is_file():
-        raise PoliteTeacherError(f"weights file {weights} not found; pass an existing checkpoint")
+    weights = resolve_weights(str(weights))
     setup_logging()  # the console, for what checking the data logs before the output folder's log.txt opens
     cfg = eval_datasets(cfg)
     cfg.freeze()
@@ -189,7 +156,7 @@ def run_evaluate(
     writable_folder(cfg.OUTPUT_DIR, "--output-dir")
     setup_logging(cfg.OUTPUT_DIR)
     try:
-        results = launch_workers(evaluate_checkpoint, cfg, launch, str(weights), which)
+        results = launch_workers(evaluate_checkpoint, cfg, launch, weights, which)
     finally:
         close_log_files()
     if results is None:  # several processes: read what the main worker wrote

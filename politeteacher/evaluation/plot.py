@@ -21,9 +21,13 @@ from typing import Dict, List, Mapping, Sequence, Tuple
 
 import numpy as np
 
+from detectron2.config import CfgNode
+
+from ..engine.checkpoint import atomic_write
+from ..engine.outputs import writable_folder
+from ..engine.pseudo_losses import pseudo_loss_weights
+from ..engine.run_dir import saved_config
 from ..errors import PoliteTeacherError
-from .checkpoint import atomic_write
-from .outputs import writable_folder
 
 CURVES_FILE = "curves.png"
 AP_PER_CLASS_FILE = "ap_per_class.png"
@@ -179,15 +183,9 @@ def save_png(fig, target: Path) -> Path:
 
 def zero_weighted_losses(run_dir: Path) -> List[str]:
     """The pseudo losses a Polite Teacher run weighted 0 (by its config.yaml): recorded, not drawn."""
-    from .run_dir import saved_config
-
     saved = saved_config(run_dir)
     if not saved or not isinstance(saved.get("SEMISUPERVISED"), dict):
         return []
-    from detectron2.config import CfgNode
-
-    from .polite_teacher import pseudo_loss_weights
-
     try:
         weights = pseudo_loss_weights(CfgNode(saved))
     except (AttributeError, KeyError):  # a config of another version: draw everything
