@@ -37,17 +37,39 @@ def _ints_as_floats(new: Mapping, current: Any) -> None:
             new[key] = float(value)
 
 
+# Keys of politeteacher <= 0.3 read under their new name (configs saved by runs of those versions).
+MOVED_KEYS = {"SEMISUPERVISED.MASK_LOSS_NORM": "MODEL.ROI_MASK_HEAD.MASK_LOSS_NORM"}
+
+
+def _move_old_keys(tree: Mapping) -> None:
+    for old, new in MOVED_KEYS.items():
+        *parents, leaf = old.split(".")
+        node: Any = tree
+        for part in parents:
+            node = node.get(part) if isinstance(node, Mapping) else None
+        if isinstance(node, Mapping) and leaf in node:
+            value = node.pop(leaf)
+            *parents, leaf = new.split(".")
+            target = tree
+            for part in parents:
+                target = target.setdefault(part, type(tree)())
+            target[leaf] = value
+
+
 class ConfigNode(CN):
     """detectron2's CfgNode that takes an integer for a key whose value is a float
     (``DATASETS.SPLIT.PERCENT 100``, ``PERCENT: 100`` in a YAML file), which yacs refuses as a type
-    mismatch; everything else is checked as before."""
+    mismatch, and the old names of moved keys (`MOVED_KEYS`); everything else is checked as before."""
 
     def merge_from_other_cfg(self, cfg_other):
-        _ints_as_floats(cfg_other, self)  # merge_from_file comes here too
+        _move_old_keys(cfg_other)  # merge_from_file comes here too
+        _ints_as_floats(cfg_other, self)
         return super().merge_from_other_cfg(cfg_other)
 
     def merge_from_list(self, cfg_list: List):
         cfg_list = list(cfg_list)
+        for i in range(0, len(cfg_list), 2):
+            cfg_list[i] = MOVED_KEYS.get(cfg_list[i], cfg_list[i])
         for i in range(1, len(cfg_list), 2):
             node: Any = self
             for part in str(cfg_list[i - 1]).split("."):
@@ -123,6 +145,9 @@ def add_politeteacher_config(cfg: CN) -> CN:
     _C.MODEL.ROI_MASK_HEAD.POOLER_TYPE = "ROIAlignV2"
     # "ratio": CenterMask's adaptive level rule (Eq. 2); "area": detectron2's stock FPN rule.
     _C.MODEL.ROI_MASK_HEAD.ASSIGN_CRITERION = "ratio"
+    # Mask loss when some regions' masks are invalid (pseudo masks below SEMISUPERVISED.MASK_IOU_THRESHOLD):
+    # "all": summed over valid regions / all regions (the paper's numbers); "valid": mean over valid ones.
+    _C.MODEL.ROI_MASK_HEAD.MASK_LOSS_NORM = "all"
     _C.MODEL.MASKIOU_ON = True
     _C.MODEL.ROI_MASKIOU_HEAD = CN()
     _C.MODEL.ROI_MASKIOU_HEAD.NAME = "MaskIoUHead"
@@ -187,9 +212,6 @@ def add_politeteacher_config(cfg: CN) -> CN:
     _C.SEMISUPERVISED.UNSUP_LOSS_WEIGHT = 2.0
     _C.SEMISUPERVISED.PSEUDO_LOC_WEIGHT = 0.0
     _C.SEMISUPERVISED.PSEUDO_CTR_WEIGHT = 0.0
-    # "all": pseudo mask loss summed over valid regions / all regions (the paper's numbers);
-    # "valid": mean over valid regions only.
-    _C.SEMISUPERVISED.MASK_LOSS_NORM = "all"
     # "train": FCOS training post-processing for the teacher (top 100, the reference); "test": top 50.
     _C.SEMISUPERVISED.TEACHER_POSTPROCESS = "train"
     _C.SEMISUPERVISED.EVAL_STUDENT = True

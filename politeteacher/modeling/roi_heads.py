@@ -153,7 +153,7 @@ class CenterMaskROIHeads(ROIHeads):
             mask_head=build_mask_head(cfg, pooled_shape),
             maskiou_head=build_maskiou_head(cfg, pooled_shape) if cfg.MODEL.MASKIOU_ON else None,
             maskiou_loss_weight=cfg.MODEL.ROI_MASKIOU_HEAD.LOSS_WEIGHT,
-            mask_loss_norm=cfg.SEMISUPERVISED.MASK_LOSS_NORM,
+            mask_loss_norm=cfg.MODEL.ROI_MASK_HEAD.MASK_LOSS_NORM,
         )
         return ret
 

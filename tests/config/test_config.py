@@ -86,3 +86,18 @@ def test_percent_and_other_float_keys_take_integers(tmp_path):
     for key, value in (("SOLVER.MAX_ITER", "1.5"), ("SOLVER.BASE_LR", "True"), ("DATASETS.SPLIT.PERCENT", "'ten'")):
         with pytest.raises(ConfigError, match=f"Type mismatch.*{key}"):
             resolve_config("demo", overrides=[key, value])
+
+
+def test_the_mask_loss_normalisation_is_a_model_key_and_old_configs_still_set_it(tmp_path):
+    from politeteacher.config import get_politeteacher_cfg
+    from politeteacher.modeling.build import build_centermask
+    from tests.tiny_model import TINY_MODEL
+
+    old = tmp_path / "config.yaml"  # as a run of politeteacher 0.3 saved it
+    old.write_text("SEMISUPERVISED:\n  MASK_LOSS_NORM: valid\n")
+    cfg = get_politeteacher_cfg()
+    cfg.merge_from_file(str(old))
+    assert cfg.MODEL.ROI_MASK_HEAD.MASK_LOSS_NORM == "valid" and "MASK_LOSS_NORM" not in cfg.SEMISUPERVISED
+    cfg = get_politeteacher_cfg()
+    cfg.merge_from_list([*TINY_MODEL, "MODEL.DEVICE", "cpu", "SEMISUPERVISED.MASK_LOSS_NORM", "valid"])
+    assert build_centermask(cfg, announce=False).roi_heads.mask_loss_norm == "valid"
