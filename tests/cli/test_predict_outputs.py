@@ -21,7 +21,7 @@ from PIL import Image
 from politeteacher.data.synthetic import CATEGORIES as DEMO_CATEGORIES
 from politeteacher.data.synthetic import generate_dataset
 from .test_train_eval_predict import assert_one_line_error, run_in_process
-from tiny_model import TINY_MODEL
+from tiny import TINY_MODEL
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -18,13 +18,11 @@ from torch import nn
 
 from politeteacher.cli import main
 from politeteacher.data.synthetic import generate_dataset
-from tiny_model import TINY_MODEL
+from tiny import COCO_TINY, TINY_MODEL, TINY_TRAINING, needs_coco_tiny
 
-REPO = Path(__file__).resolve().parents[2]
-COCO_TINY = (REPO / ".." / "shared" / "data" / "coco_tiny").resolve()
 CONSOLE_SCRIPT = Path(sys.executable).parent / "politeteacher"
 
-TINY = [*TINY_MODEL, "DATALOADER.NUM_WORKERS", "0", "SOLVER.WARMUP_ITERS", "2", "SOLVER.LOG_PERIOD", "1"]
+TINY = [*TINY_MODEL, *TINY_TRAINING]
 
 
 def run_in_process(*args):
@@ -254,7 +252,7 @@ def test_console_script_error_has_no_traceback(tmp_path):
 
 @pytest.mark.coco
 @pytest.mark.slow
-@pytest.mark.skipif(not (COCO_TINY / "coco" / "annotations").is_dir(), reason="needs ../shared/data/coco_tiny")
+@needs_coco_tiny
 def test_coco_tiny_train_eval_predict(tmp_path, monkeypatch):
     """The built-in COCO names resolved under DETECTRON2_DATASETS: train from scratch, eval, predict."""
     monkeypatch.setenv("DETECTRON2_DATASETS", str(COCO_TINY))
