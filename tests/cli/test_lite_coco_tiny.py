@@ -6,7 +6,8 @@ import pytest
 
 from tiny import COCO_TINY, needs_coco_tiny
 
-from .test_train_eval_predict import _table, run_in_process
+from .helpers import run_in_process
+from .test_train_eval_predict import _table
 
 # A few iterations on small images, 2 + 2 images per step, from random weights (no download).
 SHORT = [
