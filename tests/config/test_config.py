@@ -67,9 +67,8 @@ def test_saved_config_round_trips(tmp_path):
     assert yaml.safe_load(again.dump()) == yaml.safe_load(cfg.dump())
 
 
-def test_presets_are_shipped_inside_the_package():
-    path = preset_path("demo")
-    assert path.is_file() and path.parent.name in ("presets", "builtin_presets")
+def test_the_paper_presets_are_listed():
+    assert preset_path("demo").is_file()
     assert set(list_presets()) >= {f"{k}_sup{p}" for k in ("baseline", "polite_teacher") for p in (1, 2, 5, 10)}
 
 
