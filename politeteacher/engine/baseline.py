@@ -30,12 +30,12 @@ from detectron2.utils import comm
 from ..config import save_config
 from ..data.streams import draw_seed, seeded
 from ..errors import PoliteTeacherError
+from ..io import reporting_full_disk
 from .checkpoint import (
     AtomicCheckpointer,
     best_metric_key,
     build_checkpoint_hooks,
     load_initial_weights,
-    reporting_full_disk,
     resolve_weights,
 )
 from .evaluate import EVAL_RESULTS, build_evaluator, build_test_loader, by_dataset, coco_evaluate, write_results

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..errors import PoliteTeacherError
+from ..io import writable_folder
 from .plot import all_series, distinct_colours, read_metrics, run_names, save_png
-from .outputs import writable_folder
 
 AP_CURVES_FILE = "ap_curves.png"
 # "teacher/segm/AP", "student/bbox/AP", "segm/AP" (a baseline), "teacher/<dataset>/segm/AP" (several test sets)

@@ -23,9 +23,8 @@ from detectron2.evaluation import inference_on_dataset, print_csv_format
 from detectron2.utils import comm
 
 from ..errors import PoliteTeacherError
-from .checkpoint import atomic_write_text
+from ..io import atomic_write_text, writable_folder
 from .launch import Launch, check_launch, close_log_files, launch_workers, setup_logging
-from .outputs import writable_folder
 
 logger = logging.getLogger(__name__)
 

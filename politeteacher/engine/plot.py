@@ -22,8 +22,7 @@ from typing import Dict, List, Mapping, Sequence, Tuple
 import numpy as np
 
 from ..errors import PoliteTeacherError
-from .checkpoint import atomic_write
-from .outputs import writable_folder
+from ..io import atomic_write, writable_folder
 
 CURVES_FILE = "curves.png"
 AP_PER_CLASS_FILE = "ap_per_class.png"

@@ -1,13 +1,13 @@
-"""The data layer's JSON writes: all or none, with the user's umask."""
+"""The package's file writes: all or none, with the user's umask."""
 import json
 import os
 import stat
 
 import pytest
 
-from politeteacher.data.jsonio import write_json_atomic
 from politeteacher.data.splits import Split
 from politeteacher.errors import PoliteTeacherError
+from politeteacher.io import write_json_atomic, write_jsons_atomic
 
 
 @pytest.fixture
@@ -32,8 +32,6 @@ def test_written_files_follow_the_umask(tmp_path, restore_umask, mask):
 
 
 def test_several_files_are_written_all_or_none(tmp_path):
-    from politeteacher.data.jsonio import write_jsons_atomic
-
     kept = tmp_path / "kept.json"
     kept.write_text('{"old": true}')
     blocker = tmp_path / "blocker"
@@ -49,3 +47,4 @@ def test_several_files_are_written_all_or_none(tmp_path):
     write_jsons_atomic(files[:2])
     assert json.loads(kept.read_text()) == {"new": 1}
     assert json.loads((tmp_path / "new" / "deeper" / "a.json").read_text()) == {"new": 2}
+
