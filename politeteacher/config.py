@@ -16,6 +16,7 @@ from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
 
 from .errors import PoliteTeacherError
+from .io import atomic_write_text
 from .presets import preset_path
 
 
@@ -310,8 +311,4 @@ def save_config(cfg: CN, output_dir: str | os.PathLike, name: str = "config.yaml
     """Write the fully resolved config into a run folder (atomically) and return its path."""
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    target = out / name
-    tmp = target.with_suffix(target.suffix + ".tmp")
-    tmp.write_text(cfg.dump())
-    os.replace(tmp, target)
-    return target
+    return atomic_write_text(out / name, cfg.dump())

@@ -129,7 +129,7 @@ def run_pretrain(output_dir: Path = Path("runs/demo_source"), force: bool = Fals
     `output_dir/demo_source_R18_GN.pkl` and return that path. Copied to the package's `weights/`
     folder (`make demo-weights` does both), it is the file the `demo` preset starts from."""
     from .engine.run import run_train_baseline
-    from .engine.checkpoint import atomic_write
+    from .io import atomic_write
     from .modeling.weights import extract_model_state_dict
     from .pretrained import pretrained_file_data
 

@@ -184,13 +184,12 @@ def pseudo_label(
 ) -> PseudoLabelReport:
     """The pseudo-labels `train-ssl` would make on the images of `inputs` (files, folders, globs) with
     the teacher of `weights`; overlays, COCO JSON and histograms into `output_dir` (module doc)."""
-    from .engine.checkpoint import atomic_write, atomic_write_text
-    from .engine.outputs import writable_folder
     from .engine.pseudo_labels import teacher_pseudo_labels
     from .engine.pseudo_views import draw_pseudo_labels, histograms_png, view_rgb
     from .data.classes import class_metadata
     from .inference.outputs import output_folder, png_bytes
     from .inference.sources import collect_images
+    from .io import atomic_write, atomic_write_text, writable_folder
 
     b, m = _thresholds(cfg, box_threshold, mask_iou_threshold)
     files, skipped = collect_images(inputs)
@@ -283,11 +282,10 @@ def sweep(
     which: str = "teacher",
 ) -> SweepReport:
     """The threshold sweep on the first `max_images` images of an annotated dataset (module doc)."""
-    from .engine.checkpoint import atomic_write, atomic_write_text
-    from .engine.outputs import writable_folder
     from .engine.pseudo_labels import teacher_pseudo_labels
     from .engine.threshold_sweep import RULE, ImageEvidence, heatmap_png, suggest, sweep_table
     from .inference.outputs import output_folder
+    from .io import atomic_write, atomic_write_text, writable_folder
 
     if max_images < 1:
         raise PoliteTeacherError(f"--max-images must be at least 1, got {max_images}")

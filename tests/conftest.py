@@ -1,10 +1,5 @@
 """Shared fixtures: keep every test away from the user's datasets and runs."""
-from pathlib import Path
-
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
-COCO_TINY = (REPO / ".." / "shared" / "data" / "coco_tiny").resolve()
 
 
 @pytest.fixture(autouse=True)

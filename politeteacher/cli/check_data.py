@@ -68,8 +68,8 @@ def check_data(
     Every image is decoded once, as training checks them.
     Exits with 1 when something would stop training: a missing or unreadable image, a mask missing.
     """
-    from ..data.jsonio import write_json_atomic
     from ..data.report import inspect_dataset, inspect_folder, named_sets, report_json, save_grid
+    from ..io import write_json_atomic
 
     flags = data_overrides(train_json, train_images, val_json, val_images, unlabeled_images,
                            data=data, dataset=dataset, val_dataset=val_dataset)

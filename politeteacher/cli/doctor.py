@@ -26,7 +26,7 @@ class Row(NamedTuple):
 
 def count_images(folder: Path) -> int:
     """Image files directly in ``folder``."""
-    from ..data.datasets import IMAGE_EXTENSIONS
+    from ..io import IMAGE_EXTENSIONS
 
     with os.scandir(folder) as entries:
         return sum(1 for e in entries if os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS and e.is_file())

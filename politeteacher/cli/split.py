@@ -49,7 +49,7 @@ def _write_starter_data_file(split_file: Path, train_json: Path, train_images: P
     """Write `<split stem>.data.yaml` beside the split file: a dataset file holding the training set and
     the split, for `--data`. A file of that name that differs is the user's: it is left alone."""
     from ..data.data_file import starter_data_file
-    from ..engine.checkpoint import atomic_write_text
+    from ..io import atomic_write_text
 
     path = split_file.with_name(split_file.stem + ".data.yaml")
     text = starter_data_file(train_json.expanduser().resolve(), train_images.expanduser().resolve(),
@@ -110,8 +110,8 @@ def split(
     file), and warns about classes with no labelled instance. With --train-json/--train-images it also
     writes a starter dataset file beside the split (`<split>.data.yaml`) for `--data`.
     """
-    from ..data.jsonio import write_jsons_atomic
     from ..data.splits import class_instance_counts, import_ut, load_dataset, make_split, ut_file_data
+    from ..io import write_jsons_atomic
 
     seed = deprecated_alias(seed, split_seed, "--seed", "--split-seed")
     seed = 1 if seed is None else seed

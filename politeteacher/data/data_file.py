@@ -25,7 +25,7 @@ from typing import List, Optional, Tuple, Union
 import yaml
 
 from ..errors import PoliteTeacherError
-from .jsonio import read_json
+from ..io import read_json
 
 __all__ = ["DataFile", "data_file_overrides", "load_data_file", "starter_data_file"]
 

@@ -26,7 +26,7 @@ from detectron2.data.datasets.coco import load_coco_json
 from PIL import Image
 
 from ..errors import PoliteTeacherError
-from .jsonio import invalid_json, read_json
+from ..io import IMAGE_EXTENSIONS, invalid_json, read_json
 from .synthetic import CATEGORIES as DEMO_CATEGORIES
 from .synthetic import SOURCE_CATEGORIES, datasets_root, demo_paths, ensure_demo_dataset, ensure_source_dataset, source_paths
 
@@ -56,7 +56,6 @@ GENERATED = {
     **{f"demo_{split}": (split, demo_paths, ensure_demo_dataset, DEMO_CATEGORIES) for split in ("train", "val", "test")},
     **{f"demo_source_{split}": (split, source_paths, ensure_source_dataset, SOURCE_CATEGORIES) for split in ("train", "val")},
 }
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 _EXIF_ORIENTATION = 0x0112
 
 

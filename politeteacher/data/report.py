@@ -138,7 +138,7 @@ def save_grid(name: str, dicts: Sequence[dict], path: Path, count: int = 6, skip
     from detectron2.data.detection_utils import read_image
     from detectron2.utils.visualizer import Visualizer
 
-    from .jsonio import write_files_atomic
+    from ..io import write_files_atomic
 
     skipped = set(skip)
     candidates = [d for d in dicts if d.get("annotations") and d["file_name"] not in skipped]
@@ -161,7 +161,7 @@ def save_grid(name: str, dicts: Sequence[dict], path: Path, count: int = 6, skip
             x += t.shape[1]
     ok, encoded = cv2.imencode(".jpg", canvas[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
     assert ok  # encoding an uint8 RGB array to JPEG does not fail
-    write_files_atomic([(Path(path), lambda f: f.buffer.write(encoded.tobytes()))])
+    write_files_atomic([(Path(path), lambda f: f.write(encoded.tobytes()))])
     return Path(path)
 
 

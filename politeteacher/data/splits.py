@@ -20,8 +20,8 @@ import numpy as np
 from detectron2.config import CfgNode
 
 from ..errors import PoliteTeacherError
+from ..io import read_json, write_json_atomic
 from .datasets import _load_checked, dataset_json, get_dataset_dicts, load_image_folder
-from .jsonio import read_json, write_json_atomic
 
 logger = logging.getLogger(__name__)
 

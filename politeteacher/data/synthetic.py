@@ -31,7 +31,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from ..errors import PoliteTeacherError
-from .jsonio import write_json_atomic
+from ..io import write_json_atomic
 
 logger = logging.getLogger(__name__)
 

@@ -16,12 +16,9 @@ also written as a periodic file, so a finished run can still be resumed for more
 """
 from __future__ import annotations
 
-import contextlib
-import errno
 import logging
 import os
 import re
-import shutil
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -34,6 +31,7 @@ from ..data.classes import class_metadata
 from ..errors import PoliteTeacherError
 from ..modeling.weights import check_model_zoo_pickle, extract_model_state_dict, load_pretrained_weights, weights_file
 from .run_dir import run_config
+from ..io import atomic_write, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -44,82 +42,6 @@ BEST_NAME = "model_best"
 PERIODIC_PREFIX = "model"
 # What a lean checkpoint holds besides "model" (see the module doc): strings and lists, no trainer state.
 LEAN_KEYS = ("iteration", "config", "classes", "category_ids")
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # e.g. a platform without directory file descriptors
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def no_space(exc: Optional[BaseException]) -> Optional[OSError]:
-    """The full-disk (or quota) error behind `exc`, if any: `exc` itself, or the exception it was
-    raised from or during (torch.save reports a failed write as a RuntimeError)."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            return exc
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
-    return None
-
-
-class NoSpaceError(PoliteTeacherError):
-    """A write failed because the disk (or the user's quota) is full."""
-
-    def __init__(self, path: os.PathLike | str):
-        path = Path(path)
-        folder = next((p for p in (path, *path.parents) if p.is_dir()), Path.cwd())
-        free = shutil.disk_usage(folder).free / 2**20
-        super().__init__(
-            f"no space left on the disk of {path} ({free:.0f} MiB free) while writing it; free some space "
-            "and run again (files written before, checkpoints included, are intact; --resume continues training)"
-        )
-
-
-@contextlib.contextmanager
-def reporting_full_disk(path: os.PathLike | str):
-    """Turn a full disk while writing `path` into a NoSpaceError that names it."""
-    try:
-        yield
-    except BaseException as e:
-        if no_space(e) is not None:
-            raise NoSpaceError(path) from e
-        raise
-
-
-def atomic_write(target: os.PathLike | str, write_fn) -> Path:
-    """Call `write_fn(file_object)` on `target.tmp`, fsync it, and rename it over `target`.
-
-    A reader sees either the old complete file or the new complete file, never a partial one; when
-    `write_fn` raises, the temporary file is removed and the old file is untouched (a full disk is
-    a NoSpaceError naming `target`).
-    """
-    target = Path(target)
-    tmp = target.with_name(target.name + ".tmp")
-    with reporting_full_disk(target):
-        try:
-            with open(tmp, "wb") as f:
-                write_fn(f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-    _fsync_dir(target.parent)
-    return target
-
-
-def atomic_write_text(target: os.PathLike | str, text: str) -> Path:
-    return atomic_write(target, lambda f: f.write(text.encode("utf-8")))
 
 
 class AtomicCheckpointer(DetectionCheckpointer):
@@ -207,11 +129,6 @@ def periodic_checkpoints(save_dir: os.PathLike | str, prefix: str = PERIODIC_PRE
 
 __all__ = [
     "AtomicCheckpointer",
-    "NoSpaceError",
-    "atomic_write",
-    "atomic_write_text",
-    "no_space",
-    "reporting_full_disk",
     "load_initial_weights",
     "resolve_weights",
     "checkpoint_config",

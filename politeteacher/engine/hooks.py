@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import sys
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, TextIO
 
 from detectron2.engine import hooks
 from detectron2.utils import comm
@@ -168,14 +168,16 @@ def build_checkpoint_hooks(
 
 
 class ProgressBar(hooks.HookBase):
-    """A tqdm bar over the iterations, shown only when stderr is a terminal (never in logs or CI).
+    """A tqdm bar over the iterations on `file` (stderr), shown only when that is a terminal (never in
+    logs or CI).
 
     While it is shown, the run's console lines are written above it. It is closed after the last
     step, so that it does not sit at 100 % through the final evaluation (which has its own bar).
     """
 
-    def __init__(self, enabled: Optional[bool] = None):
-        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+    def __init__(self, enabled: Optional[bool] = None, file: Optional[TextIO] = None):
+        self.file = sys.stderr if file is None else file
+        self.enabled = self.file.isatty() if enabled is None else enabled
         self._bar = None
         self._above = None
 
@@ -184,7 +186,7 @@ class ProgressBar(hooks.HookBase):
             return
         self._above = console_above_bar()
         self._above.__enter__()
-        self._bar = tqdm(total=self.trainer.max_iter, initial=self.trainer.start_iter,
+        self._bar = tqdm(total=self.trainer.max_iter, initial=self.trainer.start_iter, file=self.file,
                          unit="it", dynamic_ncols=True, leave=True)
 
     def after_step(self):

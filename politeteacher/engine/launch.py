@@ -25,7 +25,7 @@ from detectron2.utils import comm
 from detectron2.utils.env import seed_all_rng
 
 from ..errors import PoliteTeacherError
-from .checkpoint import NoSpaceError, no_space
+from ..io import NoSpaceError, no_space
 
 logger = logging.getLogger(__name__)
 

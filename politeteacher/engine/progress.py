@@ -36,7 +36,7 @@ from detectron2.utils.events import (
 )
 from tqdm import tqdm
 
-from .checkpoint import atomic_write_text, reporting_full_disk
+from ..io import atomic_write_text, reporting_full_disk
 from .launch import console_above_bar
 
 METRICS_FILE = "metrics.json"

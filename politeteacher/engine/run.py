@@ -27,8 +27,9 @@ from ..data.streams import draw_seed
 from ..errors import PoliteTeacherError
 from ..evaluation.evaluate import EVAL_RESULTS, by_dataset, write_results
 from ..evaluation.plot import plot_run
+from ..io import reporting_full_disk
 from .baseline import BaselineTrainer
-from .checkpoint import FINAL_NAME, reporting_full_disk, resolve_weights
+from .checkpoint import FINAL_NAME, resolve_weights
 from .launch import Launch, check_launch, close_log_files, launch_workers, setup_logging
 from .polite_teacher import PoliteTeacherTrainer
 from .run_dir import CONFIG_FILE, RunFolder, check_run_dir, data_changes, saved_config

@@ -259,7 +259,7 @@ class RunFolder:
                    for name, stat in _snapshot(self.path).items())
 
     def _undo(self) -> None:
-        from .checkpoint import atomic_write
+        from ..io import atomic_write
 
         written = [p for p in run_files(self.path) if p.relative_to(self.path).as_posix() not in self._before]
         removed = _remove(written, self.path)

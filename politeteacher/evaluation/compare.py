@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from ..engine.outputs import writable_folder
 from ..engine.run_dir import saved_config
 from ..errors import PoliteTeacherError
+from ..io import writable_folder
 from .plot import all_series, distinct_colours, read_metrics, run_names, save_png
 
 AP_CURVES_FILE = "ap_curves.png"

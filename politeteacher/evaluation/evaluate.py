@@ -25,11 +25,11 @@ from detectron2.utils import comm
 from ..data.checks import check_evaluation_data
 from ..data.datasets import apply_dataset_classes, register_all
 from ..data.loaders import build_test_loader
-from ..engine.checkpoint import atomic_write_text, resolve_weights
+from ..engine.checkpoint import resolve_weights
 from ..engine.launch import Launch, check_launch, close_log_files, launch_workers, prints_to_log, setup_logging
-from ..engine.outputs import writable_folder
 from ..engine.progress import EvalProgress
 from ..errors import PoliteTeacherError
+from ..io import atomic_write_text, writable_folder
 from ..modeling.build import build_inference_model
 from .coco import MaskScoringCOCOEvaluator
 from .plot import plot_eval

@@ -23,11 +23,10 @@ import numpy as np
 
 from detectron2.config import CfgNode
 
-from ..engine.checkpoint import atomic_write
-from ..engine.outputs import writable_folder
 from ..engine.pseudo_losses import pseudo_loss_weights
 from ..engine.run_dir import saved_config
 from ..errors import PoliteTeacherError
+from ..io import atomic_write, writable_folder
 
 CURVES_FILE = "curves.png"
 AP_PER_CLASS_FILE = "ap_per_class.png"

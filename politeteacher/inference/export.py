@@ -112,7 +112,7 @@ def export_model(cfg, weights: str, output: os.PathLike | str, fmt: str = "torch
     from detectron2.export import TracingAdapter
 
     from ..data.classes import class_metadata
-    from ..engine.checkpoint import atomic_write, atomic_write_text
+    from ..io import atomic_write, atomic_write_text
     from .model import Predictor, checkpoint_classes, read_checkpoint
 
     if fmt not in FORMATS:

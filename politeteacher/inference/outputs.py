@@ -92,7 +92,7 @@ class ResultWriter:
                 f.close()
 
     def _open(self) -> None:
-        from ..engine.outputs import writable_folder
+        from ..io import writable_folder
 
         writable_folder(self.folder, "--output-dir")
         try:
@@ -120,7 +120,7 @@ class ResultWriter:
             masks: Optional[np.ndarray] = None, overlay_ref: Optional[str] = None) -> Optional[Path]:
         """Write one image's outputs; `image` is its images.json entry, `name` a `free_name`, `masks`
         its instances' (N, H, W) bool masks in the order of `results`. Returns the overlay's path."""
-        from ..engine.checkpoint import atomic_write
+        from ..io import atomic_write
 
         if self._stream is None:
             self._open()
@@ -156,7 +156,7 @@ class ResultWriter:
 
     def finish(self, categories: List[dict]) -> Tuple[Path, Path]:
         """Write images.json and predictions.json (atomically); returns their paths."""
-        from ..engine.checkpoint import atomic_write_text
+        from ..io import atomic_write_text
 
         header = {"images": self.images, "annotations": [], "categories": categories}
         return (atomic_write_text(self.folder / IMAGES_FILE, json.dumps(header)),

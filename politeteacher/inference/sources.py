@@ -10,8 +10,8 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from ..data.datasets import IMAGE_EXTENSIONS
 from ..errors import PoliteTeacherError
+from ..io import IMAGE_EXTENSIONS
 
 # Files OpenCV's FFmpeg back-end reads as video; a folder's or a pattern's other files are not looked at.
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")

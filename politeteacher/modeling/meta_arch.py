@@ -6,7 +6,6 @@ from typing import Dict, List, Optional
 import torch
 
 from detectron2.modeling import META_ARCH_REGISTRY, GeneralizedRCNN
-from detectron2.structures import Instances
 
 __all__ = ["CenterMask"]
 

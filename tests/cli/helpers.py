@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 from contextlib import redirect_stderr, redirect_stdout
+from typing import NamedTuple
 
 
 def run_cli(*args, cwd=None, env=None, timeout=600):
@@ -14,9 +15,17 @@ def run_cli(*args, cwd=None, env=None, timeout=600):
     )
 
 
-def run_in_process(*args):
+class CliResult(NamedTuple):
+    """What a command left: read as `.returncode`, `.stdout`, `.stderr` (like a CompletedProcess) or
+    unpacked as `code, out, err`."""
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_in_process(*args) -> CliResult:
     """`politeteacher ARGS` through the console script's entry point, in this process (no start-up
-    cost): a CompletedProcess with its exit code, stdout and stderr."""
+    cost)."""
     from politeteacher.cli import main
 
     out, err = io.StringIO(), io.StringIO()
@@ -29,7 +38,7 @@ def run_in_process(*args):
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     finally:
         sys.argv = argv
-    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
+    return CliResult(code, out.getvalue(), err.getvalue())
 
 
 def assert_one_line_error(result, *fragments):
@@ -41,6 +50,16 @@ def assert_one_line_error(result, *fragments):
     assert len(errors) == 1, result.stderr
     for f in fragments:
         assert f in result.stderr, result.stderr
+
+
+def assert_usage_error(code, out, err, *needles):
+    """Bad input caught before any work: exit code 2, and stderr is the one `error:` line alone."""
+    assert code == 2, (code, out, err)
+    lines = [l for l in err.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), err
+    assert "Traceback" not in out + err
+    for n in needles:
+        assert n in lines[0], (n, lines[0])
 
 
 def user_dataset(root):

@@ -13,7 +13,7 @@ import yaml
 from politeteacher.cli.common import run_overrides
 from politeteacher.data.synthetic import generate_dataset
 from politeteacher.errors import PoliteTeacherError
-from tiny_model import TINY_MODEL
+from tiny import TINY_MODEL
 
 from .helpers import assert_one_line_error, run_in_process
 

@@ -8,12 +8,11 @@ import pytest
 import yaml
 
 from politeteacher.data.synthetic import generate_dataset
-from tiny_model import TINY_MODEL
+from tiny import TINY_MODEL, TINY_TRAINING
 
 from .helpers import run_in_process
 
-TINY = [*TINY_MODEL, "DATALOADER.NUM_WORKERS", "0", "SOLVER.WARMUP_ITERS", "2", "SOLVER.LOG_PERIOD", "1",
-        "MODEL.FCOS.INFERENCE_TH_TEST", "0.0"]
+TINY = [*TINY_MODEL, *TINY_TRAINING, "MODEL.FCOS.INFERENCE_TH_TEST", "0.0"]
 SSL = ["DATASETS.SPLIT.PERCENT", "50.0", "SOLVER.IMS_PER_BATCH_UNLABELED", "2", "SEMISUPERVISED.BURN_IN_ITERS", "1",
        "SEMISUPERVISED.BOX_THRESHOLD", "-1.0", "MODEL.FCOS.INFERENCE_TH_TRAIN", "0.0",
        "MODEL.FCOS.POST_NMS_TOPK_TRAIN", "10", "SEMISUPERVISED.MASK_IOU_THRESHOLD", "-10.0"]

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from politeteacher.data.synthetic import generate_dataset
-from tiny_model import TINY_MODEL
+from tiny import TINY_MODEL
 
 from .helpers import assert_one_line_error, run_in_process, user_dataset
 

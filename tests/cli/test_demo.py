@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from tiny_model import TINY_MODEL
+from tiny import TINY_MODEL
 
 from .helpers import assert_one_line_error, run_cli
 

@@ -7,7 +7,8 @@ import torch
 
 from politeteacher.inference.export import OUTPUTS, exported_to_instances
 from politeteacher.inference.model import InputMaker
-from .test_predict_outputs import assert_one_line_error, demo_run, make_photos, predict_args, run_in_process  # noqa: F401
+from .helpers import assert_usage_error, run_in_process
+from .test_predict_outputs import demo_run, make_photos, predict_args  # noqa: F401
 
 
 def _predict(demo_run, photos, out):
@@ -59,7 +60,7 @@ def test_torchscript_export_gives_what_predict_gives(demo_run, tmp_path):
     _matches_predict(lambda image: module(image), photos, _predict(demo_run, photos, tmp_path / "pred"))
     # Nothing is overwritten.
     before = target.read_bytes()
-    assert_one_line_error(*run_in_process("export", "--weights", demo_run.weights, "-o", target),
+    assert_usage_error(*run_in_process("export", "--weights", demo_run.weights, "-o", target),
                           "model.ts exists", "-o")
     assert target.read_bytes() == before
 
@@ -78,6 +79,6 @@ def test_onnx_export_gives_what_predict_gives(demo_run, tmp_path):
 
 
 def test_export_refuses_an_unknown_format(demo_run, tmp_path):
-    assert_one_line_error(*run_in_process("export", "--weights", demo_run.weights, "--format", "tflite",
+    assert_usage_error(*run_in_process("export", "--weights", demo_run.weights, "--format", "tflite",
                                           "-o", tmp_path / "m"), "--format must be torchscript or onnx")
     assert not list(tmp_path.iterdir())

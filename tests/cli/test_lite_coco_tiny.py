@@ -4,7 +4,10 @@ import json
 
 import pytest
 
-from .test_train_eval_predict import COCO_TINY, _table, run_in_process
+from tiny import COCO_TINY, needs_coco_tiny
+
+from .helpers import run_in_process
+from .test_train_eval_predict import _table
 
 # A few iterations on small images, 2 + 2 images per step, from random weights (no download).
 SHORT = [
@@ -17,7 +20,7 @@ SHORT = [
 
 @pytest.mark.coco
 @pytest.mark.slow
-@pytest.mark.skipif(not (COCO_TINY / "coco" / "annotations").is_dir(), reason="needs ../shared/data/coco_tiny")
+@needs_coco_tiny
 def test_lite_presets_train_evaluate_and_predict_on_coco_tiny(tmp_path, monkeypatch):
     monkeypatch.setenv("DETECTRON2_DATASETS", str(COCO_TINY))
     baseline = tmp_path / "baseline"

@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from politeteacher.inference.progress import Progress
-from .test_predict_outputs import assert_one_line_error, demo_run, make_photos, predict_args, run_in_process  # noqa: F401
+from .helpers import assert_usage_error, run_in_process
+from .test_predict_outputs import demo_run, make_photos, predict_args  # noqa: F401
 
 
 def _run(demo_run, *args):
@@ -97,7 +98,7 @@ def test_classes_keeps_the_named_classes_only(demo_run, tmp_path):
     expected = [r for r in every if name[r["category_id"]] in kept]
     assert json.loads((tmp_path / "some" / "predictions.json").read_text()) == expected
     assert json.loads((tmp_path / "comma" / "predictions.json").read_text()) == expected
-    assert_one_line_error(*run_in_process(*predict_args(demo_run, photos, "-o", tmp_path / "x", "--classes", "dog")),
+    assert_usage_error(*run_in_process(*predict_args(demo_run, photos, "-o", tmp_path / "x", "--classes", "dog")),
                           "--classes: dog not among the model's classes", found[0])
 
 
@@ -140,7 +141,7 @@ def test_a_video_gives_an_annotated_video_and_results_per_frame(demo_run, tmp_pa
 
 
 def test_webcam_that_does_not_open_is_one_error_line(demo_run, tmp_path):
-    assert_one_line_error(*run_in_process("predict", "--webcam", "9", "--weights", demo_run.weights,
+    assert_usage_error(*run_in_process("predict", "--webcam", "9", "--weights", demo_run.weights,
                                           "-o", tmp_path / "cam"), "cannot open webcam 9")
     assert not (tmp_path / "cam").exists()
 

@@ -20,8 +20,8 @@ from PIL import Image
 
 from politeteacher.data.synthetic import CATEGORIES as DEMO_CATEGORIES
 from politeteacher.data.synthetic import generate_dataset
-from .test_train_eval_predict import assert_one_line_error, run_in_process
-from tiny_model import TINY_MODEL
+from .helpers import assert_usage_error, run_in_process
+from tiny import TINY_MODEL
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -71,7 +71,7 @@ def test_predict_refuses_an_output_folder_holding_its_inputs(demo_run, tmp_path)
     before = snapshot(photos)
     for inputs in ([photos], [photos / "b.png"], [str(photos / "*.png")]):
         code, out, err = run_in_process(*predict_args(demo_run, *inputs, "-o", photos))
-        assert_one_line_error(code, out, err, str(photos), "holds", "b.png", "--output")
+        assert_usage_error(code, out, err, str(photos), "holds", "b.png", "--output")
     assert snapshot(photos) == before
 
 
@@ -193,7 +193,7 @@ def test_predict_into_an_unwritable_folder_is_one_error_line(demo_run, read_only
     photos = make_photos(tmp_path / "photos", ["a.png"])
     for out_dir in (read_only, read_only / "sub"):
         code, out, err = run_in_process(*predict_args(demo_run, photos, "-o", out_dir))
-        assert_one_line_error(code, out, err, f"cannot write to output folder {out_dir}", "--output")
+        assert_usage_error(code, out, err, f"cannot write to output folder {out_dir}", "--output")
     assert not any(read_only.iterdir())
 
 
@@ -202,7 +202,7 @@ def test_eval_into_an_unwritable_folder_is_one_error_line(demo_run, read_only, t
     val_json = generate_dataset(root, 2, seed=1, split="val", image_size=(128, 160), max_objects=2)
     code, out, err = run_in_process("eval", "--weights", demo_run.weights, "--val-json", val_json,
                                     "--val-images", root / "val", "--output-dir", read_only)
-    assert_one_line_error(code, out, err, f"cannot write to output folder {read_only}", "--output-dir")
+    assert_usage_error(code, out, err, f"cannot write to output folder {read_only}", "--output-dir")
     assert not any(read_only.iterdir())
 
 
@@ -210,5 +210,5 @@ def test_plot_into_an_unwritable_folder_is_one_error_line(read_only, tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "metrics.json").write_text('{"iteration": 0, "total_loss": 1.0}\n')
     code, out, err = run_in_process("plot", tmp_path / "run", "-o", read_only / "c.png")
-    assert_one_line_error(code, out, err, f"cannot write to output folder {read_only}", "--output")
+    assert_usage_error(code, out, err, f"cannot write to output folder {read_only}", "--output")
     assert not any(read_only.iterdir())

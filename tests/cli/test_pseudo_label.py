@@ -19,7 +19,7 @@ from politeteacher.engine.launch import setup_worker
 from politeteacher.engine.polite_teacher import PoliteTeacherTrainer
 from politeteacher.predict import class_metadata
 
-from tiny_model import TINY_MODEL
+from tiny import TINY_MODEL, TINY_TRAINING
 from .helpers import assert_one_line_error, run_in_process
 
 # Every detection of the untrained teacher (scores ~0.01) is a pseudo-label; the training weak view
@@ -39,8 +39,7 @@ def ssl_run(tmp_path_factory):
     data = SimpleNamespace(root=root, train_json=train, train_images=root / "train")
     run = root / "run"
     cfg = prepare_training_cfg(resolve_config("demo", None, [
-        *TINY_MODEL, "MODEL.DEVICE", "cpu", "DATALOADER.NUM_WORKERS", "0", "SOLVER.WARMUP_ITERS", "2",
-        "SOLVER.LOG_PERIOD", "1", "DATASETS.CUSTOM.TRAIN_JSON", str(train),
+        *TINY_MODEL, *TINY_TRAINING, "MODEL.DEVICE", "cpu", "DATASETS.CUSTOM.TRAIN_JSON", str(train),
         "DATASETS.CUSTOM.TRAIN_IMAGES", str(root / "train"), "OUTPUT_DIR", str(run), *SSL]))
     register_all(cfg)
     run.mkdir()

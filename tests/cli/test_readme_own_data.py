@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from tiny_model import TINY_MODEL
+from tiny import TINY_MODEL
 
 from .helpers import run_in_process, user_dataset
 

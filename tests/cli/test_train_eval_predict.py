@@ -3,12 +3,10 @@
 Commands run in-process through `politeteacher.cli.main` (what the console script calls), so a bad
 input is checked exactly as a user sees it: one line on stderr, exit code 2, no traceback.
 """
-import io
 import json
 import os
 import subprocess
 import sys
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -16,39 +14,14 @@ import pytest
 import torch
 from torch import nn
 
-from politeteacher.cli import main
 from politeteacher.data.synthetic import generate_dataset
-from tiny_model import TINY_MODEL
+from tiny import COCO_TINY, TINY_MODEL, TINY_TRAINING, needs_coco_tiny
 
-REPO = Path(__file__).resolve().parents[2]
-COCO_TINY = (REPO / ".." / "shared" / "data" / "coco_tiny").resolve()
+from .helpers import assert_usage_error, run_in_process
+
 CONSOLE_SCRIPT = Path(sys.executable).parent / "politeteacher"
 
-TINY = [*TINY_MODEL, "DATALOADER.NUM_WORKERS", "0", "SOLVER.WARMUP_ITERS", "2", "SOLVER.LOG_PERIOD", "1"]
-
-
-def run_in_process(*args):
-    """`politeteacher ARGS` in this process: (exit code, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    argv, sys.argv = sys.argv, ["politeteacher", *map(str, args)]
-    code = 0
-    try:
-        with redirect_stdout(out), redirect_stderr(err):
-            main()
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    finally:
-        sys.argv = argv
-    return code, out.getvalue(), err.getvalue()
-
-
-def assert_one_line_error(code, out, err, *needles):
-    assert code == 2, (code, out, err)
-    lines = [l for l in err.splitlines() if l.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), err
-    assert "Traceback" not in out + err
-    for n in needles:
-        assert n in lines[0], (n, lines[0])
+TINY = [*TINY_MODEL, *TINY_TRAINING]
 
 
 @pytest.fixture(scope="module")
@@ -104,8 +77,8 @@ def test_train_baseline_writes_a_complete_run(run):
 def test_non_empty_run_folder_is_refused(run, data):
     code, out, err = run_in_process("train-baseline", "--preset", "demo", *data_flags(data), "--output-dir", run.dir,
                              "--weights", "none", *TINY)
-    assert_one_line_error(code, out, err, "not empty", "--resume", "--force")
-    assert_one_line_error(*run_in_process("train-baseline", "--preset", "demo", "--output-dir", run.dir,
+    assert_usage_error(code, out, err, "not empty", "--resume", "--force")
+    assert_usage_error(*run_in_process("train-baseline", "--preset", "demo", "--output-dir", run.dir,
                                    "--resume", "--force"), "does not fit the model of this config",
                           "without --preset and --config-file")
 
@@ -204,7 +177,7 @@ def test_predict_on_image_folder_and_a_bad_file(run, data, tmp_path):
 def test_predict_without_weights_uses_newest_run(run, data, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code, out, err = run_in_process("predict", data.val_images / "000002.jpg")
-    assert_one_line_error(code, out, err, "no --weights given", "runs")
+    assert_usage_error(code, out, err, "no --weights given", "runs")
     newest = tmp_path / "runs" / "baseline" / "mine"
     newest.mkdir(parents=True)
     for name in ("model_final.pth", "config.yaml"):
@@ -219,29 +192,29 @@ def test_plot_command(run, tmp_path):
     code, out, err = run_in_process("plot", run.dir, "--output-dir", tmp_path / "c.png")
     assert code == 0, out + err
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
-    assert_one_line_error(*run_in_process("plot", tmp_path), "no metrics.json")
+    assert_usage_error(*run_in_process("plot", tmp_path), "no metrics.json")
 
 
 def test_bad_inputs_end_in_one_line(run, data, tmp_path):
     missing = tmp_path / "missing.pth"
-    assert_one_line_error(*run_in_process("eval", "--weights", missing), "not found")
+    assert_usage_error(*run_in_process("eval", "--weights", missing), "not found")
     wrong = tmp_path / "wrong.pth"
     torch.save(nn.Linear(2, 2).state_dict(), wrong)
-    assert_one_line_error(*run_in_process("eval", "--weights", wrong, "--config-file", run.dir / "config.yaml",
+    assert_usage_error(*run_in_process("eval", "--weights", wrong, "--config-file", run.dir / "config.yaml",
                                    "--output-dir", tmp_path / "e"), "does not fit")
-    assert_one_line_error(*run_in_process("predict", data.val_images / "000001.jpg", "--weights", wrong,
+    assert_usage_error(*run_in_process("predict", data.val_images / "000001.jpg", "--weights", wrong,
                                    "--config-file", run.dir / "config.yaml", "--output-dir", tmp_path / "p"),
                           "does not fit")
-    assert_one_line_error(*run_in_process("train-baseline", "--preset", "demo", "--train-json", tmp_path / "nope.json",
+    assert_usage_error(*run_in_process("train-baseline", "--preset", "demo", "--train-json", tmp_path / "nope.json",
                                    "--train-images", data.train_images, "--output-dir", tmp_path / "r1"),
                           "nope.json", "not found")
-    assert_one_line_error(*run_in_process("train-baseline", "--preset", "demo", *data_flags(data), "--amp",
+    assert_usage_error(*run_in_process("train-baseline", "--preset", "demo", *data_flags(data), "--amp",
                                    "--device", "cpu", "--output-dir", tmp_path / "r2", "--weights", "none"),
                           "needs a GPU")
     assert not (tmp_path / "r1").exists() and not (tmp_path / "r2").exists()
     bad = tmp_path / "bad.jpg"
     bad.write_text("not an image")
-    assert_one_line_error(*run_in_process("predict", bad, "--weights", run.dir / "model_final.pth",
+    assert_usage_error(*run_in_process("predict", bad, "--weights", run.dir / "model_final.pth",
                                    "--output-dir", tmp_path / "p2"), "no image could be read")
 
 
@@ -255,7 +228,7 @@ def test_console_script_error_has_no_traceback(tmp_path):
 
 @pytest.mark.coco
 @pytest.mark.slow
-@pytest.mark.skipif(not (COCO_TINY / "coco" / "annotations").is_dir(), reason="needs ../shared/data/coco_tiny")
+@needs_coco_tiny
 def test_coco_tiny_train_eval_predict(tmp_path, monkeypatch):
     """The built-in COCO names resolved under DETECTRON2_DATASETS: train from scratch, eval, predict."""
     monkeypatch.setenv("DETECTRON2_DATASETS", str(COCO_TINY))

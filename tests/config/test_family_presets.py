@@ -89,7 +89,6 @@ def test_baselines_hold_the_research_code_values(percent):
         assert (cfg.SOLVER.WARMUP_ITERS, cfg.SOLVER.WARMUP_FACTOR, cfg.SOLVER.MOMENTUM) == (1000, 0.001, 0.9)
         assert (cfg.DATASETS.SPLIT.PERCENT, cfg.DATASETS.SPLIT.SEED, cfg.SEED) == (float(percent), 1, 1)
         assert cfg.DATALOADER.NUM_WORKERS == 4 and cfg.DATALOADER.ASPECT_RATIO_GROUPING
-        assert cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS and cfg.DATALOADER.SAMPLER_TRAIN == "TrainingSampler"
 
 
 @pytest.mark.parametrize("family, baseline", [("R101", "centermask_R101_FPN_ms3x"),

@@ -129,7 +129,7 @@ def _drop_masks(json_path: Path) -> str:
 def test_annotations_without_masks_are_refused_unless_boxes_only(tmp_path):
     from politeteacher.config import resolve_config
     from politeteacher.modeling.build import build_centermask
-    from tiny_model import TINY_MODEL
+    from tiny import TINY_MODEL
 
     train = generate_dataset(tmp_path, 4, seed=7, image_size=(64, 80), min_objects=2, max_objects=3)
     val = generate_dataset(tmp_path, 2, seed=8, split="val", image_size=(64, 80), min_objects=2, max_objects=3)

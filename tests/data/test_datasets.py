@@ -17,8 +17,7 @@ from politeteacher.data.datasets import (
 )
 from politeteacher.data.synthetic import CLASS_NAMES
 from politeteacher.errors import PoliteTeacherError
-
-COCO_TINY = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "coco_tiny"
+from tiny import COCO_TINY, needs_coco_tiny
 
 
 def test_custom_dataset_registers_and_classes_follow_categories(toy_cfg, toy):
@@ -206,9 +205,9 @@ def test_load_image_folder_errors(tmp_path):
 
 
 @pytest.mark.coco
-@pytest.mark.skipif(not COCO_TINY.is_dir(), reason="needs ../shared/data/coco_tiny")
+@needs_coco_tiny
 def test_coco_tiny_keeps_coco_ids_and_80_classes(small_cfg, monkeypatch):
-    monkeypatch.setenv("DETECTRON2_DATASETS", str(COCO_TINY.resolve()))
+    monkeypatch.setenv("DETECTRON2_DATASETS", str(COCO_TINY))
     small_cfg.DATASETS.TRAIN, small_cfg.DATASETS.TEST = ("coco_2017_train",), ("coco_2017_val",)
     cfg = apply_dataset_classes(register_all(small_cfg))
     assert cfg.MODEL.FCOS.NUM_CLASSES == cfg.MODEL.ROI_HEADS.NUM_CLASSES == 80

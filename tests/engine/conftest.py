@@ -6,13 +6,9 @@ import pytest
 from politeteacher.config import resolve_config
 from politeteacher.data.synthetic import generate_dataset
 
-from tiny_model import TINY_MODEL
+from tiny import TINY_MODEL, TINY_TRAINING
 
-TINY = [
-    *TINY_MODEL, "MODEL.WEIGHTS", "", "MODEL.DEVICE", "cpu",
-    "DATALOADER.NUM_WORKERS", "0", "DATASETS.SPLIT.PERCENT", "100.0",
-    "SOLVER.WARMUP_ITERS", "2", "SOLVER.LOG_PERIOD", "1",
-]
+TINY = [*TINY_MODEL, *TINY_TRAINING, "MODEL.WEIGHTS", "", "MODEL.DEVICE", "cpu", "DATASETS.SPLIT.PERCENT", "100.0"]
 
 
 @pytest.fixture(scope="session")
@@ -51,8 +47,7 @@ def train_args(tiny_data):
         data = ["--train-json", tiny_data.train_json, "--train-images", tiny_data.train_images]
         if val:
             data += ["--val-json", tiny_data.val_json, "--val-images", tiny_data.val_images]
-        options = [*TINY_MODEL, "DATALOADER.NUM_WORKERS", "0", "DATASETS.SPLIT.PERCENT", "100.0",
-                   "SOLVER.WARMUP_ITERS", "2", "SOLVER.LOG_PERIOD", "1"]
+        options = [*TINY_MODEL, *TINY_TRAINING, "DATASETS.SPLIT.PERCENT", "100.0"]
         return [str(a) for a in ("train-baseline", "--config-file", config, *data, "--output-dir", output_dir,
                                  "--weights", "none", "--device", "cpu", *options, *overrides)]
 

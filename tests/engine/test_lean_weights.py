@@ -13,7 +13,7 @@ from politeteacher.engine.run import run_train_baseline
 from politeteacher.data.synthetic import CATEGORIES
 
 from cli.helpers import assert_one_line_error, run_in_process
-from tiny_model import TINY_MODEL
+from tiny import TINY_MODEL
 
 LEAN = {"model", "iteration", "config", "classes", "category_ids"}
 

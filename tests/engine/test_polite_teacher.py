@@ -2,7 +2,6 @@
 checkpoints, exact resume and CPU workers (tiny model on generated data)."""
 import json
 import os
-from pathlib import Path
 
 import pytest
 import torch
@@ -15,6 +14,7 @@ from politeteacher.engine.polite_teacher import PoliteTeacherTrainer
 from politeteacher.engine.pseudo_losses import PseudoLossNorm, combine_losses, pseudo_loss_weights
 from politeteacher.engine.run import run_train_ssl
 from politeteacher.errors import PoliteTeacherError
+from tiny import COCO_TINY, needs_coco_tiny
 
 SSL = ["DATASETS.SPLIT.PERCENT", "50.0", "SOLVER.IMS_PER_BATCH_UNLABELED", "2", "SEMISUPERVISED.EMA_KEEP_RATE", "0.9"]
 
@@ -287,12 +287,9 @@ def test_two_cpu_workers(tiny_cfg, tmp_path):
     assert "modelStudent.backbone.fpn_lateral3.weight" in torch.load(run / "model_final.pth")["model"]
 
 
-COCO_TINY = (Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "coco_tiny").resolve()
-
-
 @pytest.mark.coco
 @pytest.mark.slow
-@pytest.mark.skipif(not (COCO_TINY / "coco" / "annotations").is_dir(), reason="needs ../shared/data/coco_tiny")
+@needs_coco_tiny
 def test_train_ssl_on_coco_tiny_logs_pseudo_label_quality(tiny_cfg, tmp_path, monkeypatch):
     """The built-in COCO names; unlabelled images have hidden ground truth, so precision/recall are logged."""
     monkeypatch.setenv("DETECTRON2_DATASETS", str(COCO_TINY))

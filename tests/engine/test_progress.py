@@ -1,4 +1,5 @@
 """Progress a person can follow (the periodic line and the terminal bar) and metrics.json."""
+import io
 import json
 import logging
 from types import SimpleNamespace
@@ -48,7 +49,7 @@ def test_bar_counts_iterations_and_shows_loss(capsys):
         bar.after_train()
     err = capsys.readouterr().err
     assert "4/4" in err and "loss=1.5" in err and "lr=0.02" in err
-    assert ProgressBar().enabled is False  # not a terminal under pytest: no bar in logs
+    assert ProgressBar(file=io.StringIO()).enabled is False  # not a terminal: no bar in logs
 
 
 def _strict(line):

@@ -67,7 +67,7 @@ def test_the_demo_preset_starts_from_the_shipped_weights():
 def test_pretrain_writes_loadable_weights(tmp_path, monkeypatch):
     from politeteacher.data import synthetic
     from politeteacher.demo import run_pretrain
-    from tiny_model import TINY_MODEL
+    from tiny import TINY_MODEL
 
     monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path / "datasets"))
     monkeypatch.setattr(synthetic, "SOURCE_SPLITS", (("train", 4, 10), ("val", 2, 11)))

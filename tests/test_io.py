@@ -1,13 +1,15 @@
-"""The data layer's JSON writes: all or none, with the user's umask."""
+"""The package's file writes: all or none, with the user's umask."""
 import json
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
-from politeteacher.data.jsonio import write_json_atomic
+from politeteacher.config import resolve_config, save_config
 from politeteacher.data.splits import Split
 from politeteacher.errors import PoliteTeacherError
+from politeteacher.io import NoSpaceError, write_json_atomic, write_jsons_atomic
 
 
 @pytest.fixture
@@ -32,8 +34,6 @@ def test_written_files_follow_the_umask(tmp_path, restore_umask, mask):
 
 
 def test_several_files_are_written_all_or_none(tmp_path):
-    from politeteacher.data.jsonio import write_jsons_atomic
-
     kept = tmp_path / "kept.json"
     kept.write_text('{"old": true}')
     blocker = tmp_path / "blocker"
@@ -49,3 +49,15 @@ def test_several_files_are_written_all_or_none(tmp_path):
     write_jsons_atomic(files[:2])
     assert json.loads(kept.read_text()) == {"new": 1}
     assert json.loads((tmp_path / "new" / "deeper" / "a.json").read_text()) == {"new": 2}
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+def test_a_config_saved_on_a_full_disk_is_one_line_and_leaves_the_old_file(tmp_path):
+    # Writes into /dev/full fail with ENOSPC: the config's temporary file is made one.
+    (tmp_path / "config.yaml").write_text("old")
+    (tmp_path / "config.yaml.tmp").symlink_to("/dev/full")
+    with pytest.raises(NoSpaceError) as e:
+        save_config(resolve_config("demo"), tmp_path)
+    assert "\n" not in str(e.value) and str(tmp_path / "config.yaml") in str(e.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml"]  # no temporary file left
+    assert (tmp_path / "config.yaml").read_text() == "old"
