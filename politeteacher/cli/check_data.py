@@ -8,10 +8,7 @@ import typer
 
 from ..errors import PoliteTeacherError
 from . import app
-from .common import (
-    DataFileOpt, TrainDatasetOpt, TrainImagesOpt, TrainJsonOpt, UnlabeledOpt, ValDatasetOpt, ValImagesOpt,
-    ValJsonOpt, data_overrides,
-)
+from .options import CHECK_DATA
 
 _SHOWN = 5  # file names listed per finding; report.json has them all
 
@@ -47,14 +44,7 @@ def _print_report(report) -> None:
 
 @app.command("check-data")
 def check_data(
-    data: DataFileOpt = None,
-    dataset: TrainDatasetOpt = None,
-    val_dataset: ValDatasetOpt = None,
-    train_json: TrainJsonOpt = None,
-    train_images: TrainImagesOpt = None,
-    val_json: ValJsonOpt = None,
-    val_images: ValImagesOpt = None,
-    unlabeled_images: UnlabeledOpt = None,
+    data=CHECK_DATA,
     output_dir: Optional[Path] = typer.Option(
         None, "--output-dir", "-o", help="Where report.json and the drawn grids go (default: runs/check-data/<name>)."
     ),
@@ -71,12 +61,11 @@ def check_data(
     from ..data.jsonio import write_json_atomic
     from ..data.report import inspect_dataset, inspect_folder, named_sets, report_json, save_grid
 
-    flags = data_overrides(train_json, train_images, val_json, val_images, unlabeled_images,
-                           data=data, dataset=dataset, val_dataset=val_dataset)
+    flags = data.overrides()
     if not flags:
         raise PoliteTeacherError("nothing to check: pass --data FILE, --dataset NAME or --train-json/--train-images")
     sets, unlabeled_folders = named_sets(flags)
-    name = Path(data).stem if data is not None else (sets[0][1] if sets else "unlabeled")
+    name = Path(data.data).stem if data.data is not None else (sets[0][1] if sets else "unlabeled")
     out = (output_dir or Path("runs/check-data") / name).expanduser().absolute()
     reports, problems = [], []
     for role, set_name in sets:

@@ -7,8 +7,8 @@ from typing import Optional
 import typer
 
 from . import app
-from .common import EXTRA_ARGS
-from .training_options import ForceOpt, config_overrides_only, output_dir_override
+from .options import EXTRA_ARGS, ForceOpt
+from .resolve import config_overrides_only, output_dir_override
 
 
 @app.command("demo", context_settings=EXTRA_ARGS)

@@ -10,9 +10,9 @@ from typing_extensions import Annotated
 
 from . import app
 from ..errors import PoliteTeacherError
-from .common import EXTRA_ARGS, CheckpointOpt, ConfigFileOpt, DeviceOpt, PresetOpt
+from .options import EXTRA_ARGS, CheckpointOpt, ConfigFileOpt, DeviceOpt, ModelOpt, PresetOpt
 from .predict import DEFAULT_PRESET
-from .training_options import ModelOpt, config_overrides_only, inference_cfg, weights_or_latest_run
+from .resolve import checkpoint_cfg, config_overrides_only
 
 
 @app.command("strip")
@@ -70,9 +70,8 @@ def export(
     from ..inference.export import SUFFIX, export_model
 
     overrides = config_overrides_only(ctx.args)
-    weights = weights_or_latest_run(weights)
-    cfg = inference_cfg(weights, overrides, default_preset=DEFAULT_PRESET, preset=preset,
-                        config_file=config_file, device=device)
+    weights, cfg = checkpoint_cfg(weights, overrides, default_preset=DEFAULT_PRESET, preset=preset,
+                                  config_file=config_file, device=device)
     if fmt not in SUFFIX:
         raise PoliteTeacherError(f"--format must be torchscript or onnx, got '{fmt}'")
     target = output or Path(weights).with_suffix(SUFFIX[fmt])

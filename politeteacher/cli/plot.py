@@ -8,7 +8,7 @@ import typer
 from typing_extensions import Annotated
 
 from . import app
-from .common import OldOutputOpt, deprecated_alias
+from .options import OldOutputOpt, deprecated_alias
 
 
 @app.command("plot")

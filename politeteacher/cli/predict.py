@@ -9,11 +9,10 @@ from typing_extensions import Annotated
 
 from . import app
 from ..errors import PoliteTeacherError
-from .common import (
-    EXTRA_ARGS, CheckpointOpt, ConfigFileOpt, DeviceOpt, OldOutputOpt, PresetOpt,
-    deprecated_alias, split_overrides,
+from .options import (
+    EXTRA_ARGS, CheckpointOpt, ConfigFileOpt, DeviceOpt, ModelOpt, OldOutputOpt, PresetOpt, deprecated_alias,
 )
-from .training_options import ModelOpt, inference_cfg, output_dir_override, weights_or_latest_run
+from .resolve import checkpoint_cfg, output_dir_override, split_overrides
 
 DEFAULT_PRESET = "baseline_sup10"
 
@@ -109,9 +108,8 @@ def predict(
     output_dir = deprecated_alias(output, output_dir, "--output", "--output-dir")
     output_dir, overrides = output_dir_override(output_dir, overrides)
     output_dir = output_dir or Path("runs/predict")
-    weights = weights_or_latest_run(weights)
-    cfg = inference_cfg(weights, overrides, default_preset=DEFAULT_PRESET, preset=preset,
-                        config_file=config_file, device=device, data_flags=class_name_overrides(data, dataset))
+    weights, cfg = checkpoint_cfg(weights, overrides, default_preset=DEFAULT_PRESET, preset=preset,
+                                  config_file=config_file, device=device, data_flags=class_name_overrides(data, dataset))
     if webcam is not None:
         report = predict_webcam(cfg, webcam, weights, output_dir, threshold=threshold, which=model,
                                 classes=classes, save_masks=save_masks, save_txt=save_txt)

@@ -9,8 +9,8 @@ from typing_extensions import Annotated
 
 from . import app
 from ..errors import PoliteTeacherError
-from .common import EXTRA_ARGS, CheckpointOpt, ConfigFileOpt, DatasetOpt, DeviceOpt, PresetOpt, split_overrides
-from .training_options import ModelOpt, inference_cfg, output_dir_override, weights_or_latest_run
+from .options import EXTRA_ARGS, CheckpointOpt, ConfigFileOpt, DatasetOpt, DeviceOpt, ModelOpt, PresetOpt
+from .resolve import checkpoint_cfg, output_dir_override, split_overrides
 
 DEFAULT_PRESET = "polite_teacher_sup10"
 
@@ -97,8 +97,9 @@ def pseudo_label(
         raise PoliteTeacherError(f"unknown option(s) {' '.join(unknown)}; see `politeteacher pseudo-label --help`")
     if data is not None:
         dataset, json_file, image_dir = _annotated_images(data, dataset, json_file, image_dir)
-    weights = weights_or_latest_run(weights)
     output_dir, overrides = output_dir_override(output_dir, overrides)
+    weights, cfg = checkpoint_cfg(weights, overrides, default_preset=DEFAULT_PRESET, preset=preset,
+                                  config_file=config_file, device=device)
     out = output_dir or Path("runs/pseudo-label")
     if sweep:
         if items:
@@ -111,8 +112,6 @@ def pseudo_label(
                                                                                   "--mask-iou-thresholds")
         from ..pseudo_label import sweep as run_sweep
 
-        cfg = inference_cfg(weights, overrides, default_preset=DEFAULT_PRESET, preset=preset,
-                            config_file=config_file, device=device)
         report = run_sweep(cfg, weights, out, dataset=dataset,
                            json_file=str(json_file.expanduser().resolve()) if json_file else None,
                            images=str(image_dir.expanduser().resolve()) if image_dir else None,
@@ -135,8 +134,6 @@ def pseudo_label(
         raise PoliteTeacherError("no images given; pass image files, folders or glob patterns (or --sweep)")
     from ..pseudo_label import pseudo_label as run_pseudo_label
 
-    cfg = inference_cfg(weights, overrides, default_preset=DEFAULT_PRESET, preset=preset,
-                        config_file=config_file, device=device)
     report = run_pseudo_label(cfg, items, weights, out, box_threshold, mask_iou_threshold, which=model)
     for path, why in report.skipped:
         typer.echo(f"skipped {path}: {why}", err=True)

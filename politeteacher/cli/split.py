@@ -8,7 +8,7 @@ import typer
 
 from ..errors import PoliteTeacherError
 from . import app
-from .common import DataFileOpt, DatasetOpt, OldOutputOpt, TrainImagesOpt, TrainJsonOpt, deprecated_alias
+from .options import DataFileOpt, DatasetOpt, OldOutputOpt, TrainImagesOpt, TrainJsonOpt, deprecated_alias
 
 
 def _dataset_argument(dataset: Optional[str], train_json: Optional[Path], train_images: Optional[Path],

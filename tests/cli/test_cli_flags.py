@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from politeteacher.cli.common import run_overrides
+from politeteacher.cli.resolve import run_overrides
 from politeteacher.data.synthetic import generate_dataset
 from politeteacher.errors import PoliteTeacherError
 from tiny_model import TINY_MODEL
