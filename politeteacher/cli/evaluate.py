@@ -8,8 +8,7 @@ from typing_extensions import Annotated
 
 from . import app
 from .options import (
-    EVAL_DATA, EXTRA_ARGS, LAUNCH, CheckpointOpt, ConfigFileOpt, DeviceOpt, ModelOpt, OutputDirOpt, PresetOpt,
-    VerboseOpt,
+    EVAL_DATA, EXTRA_ARGS, LAUNCH, MODEL, CheckpointOpt, DeviceOpt, OutputDirOpt, VerboseOpt,
 )
 from .resolve import checkpoint_cfg, config_overrides_only, output_dir_override
 
@@ -27,9 +26,7 @@ def default_eval_dir(weights: str, model: str) -> Path:
 def eval_(
     ctx: typer.Context,
     weights: CheckpointOpt = None,
-    model: ModelOpt = "teacher",
-    preset: PresetOpt = None,
-    config_file: ConfigFileOpt = None,
+    model=MODEL,
     data=EVAL_DATA,
     output_dir: OutputDirOpt = None,
     device: DeviceOpt = None,
@@ -51,11 +48,11 @@ def eval_(
     set_verbose(verbose)
 
     output_dir, overrides = output_dir_override(output_dir, config_overrides_only(ctx.args))
-    weights, cfg = checkpoint_cfg(weights, overrides, default_preset=DEFAULT_PRESET, preset=preset,
-                                  config_file=config_file, device=device, data_flags=data.overrides())
-    cfg.OUTPUT_DIR = str((output_dir or default_eval_dir(weights, model)).expanduser().resolve())
-    results = run_evaluate(cfg, weights, model, launch=launch)
+    weights, cfg = checkpoint_cfg(weights, overrides, model, default_preset=DEFAULT_PRESET, device=device,
+                                  data_flags=data.overrides())
+    cfg.OUTPUT_DIR = str((output_dir or default_eval_dir(weights, model.which)).expanduser().resolve())
+    results = run_evaluate(cfg, weights, model.which, launch=launch)
     if launch.machine_rank == 0:
-        typer.echo(f"weights: {weights} ({model})")
+        typer.echo(f"weights: {weights} ({model.which})")
         typer.echo(format_results(results, per_category=per_category))
         typer.echo(f"results: {Path(cfg.OUTPUT_DIR) / 'eval_results.json'}")

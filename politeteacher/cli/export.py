@@ -10,7 +10,7 @@ from typing_extensions import Annotated
 
 from . import app
 from ..errors import PoliteTeacherError
-from .options import EXTRA_ARGS, CheckpointOpt, ConfigFileOpt, DeviceOpt, ModelOpt, PresetOpt
+from .options import EXTRA_ARGS, MODEL, CheckpointOpt, DeviceOpt
 from .predict import DEFAULT_PRESET
 from .resolve import checkpoint_cfg, config_overrides_only
 
@@ -56,9 +56,7 @@ def export(
         typer.Option("--sample", metavar="IMAGE", help="Image to trace and check the export on (repeatable; default: "
                      "two generated ones)."),
     ] = None,
-    model: ModelOpt = "teacher",
-    preset: PresetOpt = None,
-    config_file: ConfigFileOpt = None,
+    model=MODEL,
     device: DeviceOpt = None,
 ) -> None:
     """Export a checkpoint's model (frozen batch norm folded) to TorchScript or ONNX.
@@ -70,12 +68,11 @@ def export(
     from ..inference.export import SUFFIX, export_model
 
     overrides = config_overrides_only(ctx.args)
-    weights, cfg = checkpoint_cfg(weights, overrides, default_preset=DEFAULT_PRESET, preset=preset,
-                                  config_file=config_file, device=device)
+    weights, cfg = checkpoint_cfg(weights, overrides, model, default_preset=DEFAULT_PRESET, device=device)
     if fmt not in SUFFIX:
         raise PoliteTeacherError(f"--format must be torchscript or onnx, got '{fmt}'")
     target = output or Path(weights).with_suffix(SUFFIX[fmt])
-    report = export_model(cfg, weights, target, fmt=fmt, which=model, samples=samples or ())
+    report = export_model(cfg, weights, target, fmt=fmt, which=model.which, samples=samples or ())
     diffs = ", ".join(f"{k} {v:.2g}" for k, v in report.differences.items())
-    typer.echo(f"{report.path} ({fmt}, {model}); checked on {report.samples} image(s), largest differences: {diffs}")
+    typer.echo(f"{report.path} ({fmt}, {model.which}); checked on {report.samples} image(s), largest differences: {diffs}")
     typer.echo(f"inputs, outputs and classes: {report.sidecar}")

@@ -73,6 +73,16 @@ ForceOpt = Annotated[
 ]
 
 
+def images_argument(note: str = ""):
+    """The image arguments of predict and pseudo-label; `note` says more about them."""
+    return Annotated[
+        Optional[List[str]],
+        typer.Argument(metavar="IMAGE|FOLDER|GLOB", show_default=False,
+                       help=f"Image files, folders of images or glob patterns{note}; trailing KEY VALUE pairs "
+                       "override config keys."),
+    ]
+
+
 def deprecated_alias(old_value, new_value, old: str, new: str):
     """The value of an option given under its old name `old` (with one line on stderr saying so), or
     of its new name `new`; both at once is an error."""
@@ -232,6 +242,20 @@ def _launch(**flags):
 
     return Launch(**flags)
 
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """Which model of a checkpoint a command runs (`which`: teacher or student), and the config it is
+    built with: the preset or config file, else (neither given) the checkpoint's own."""
+
+    which: str = "teacher"
+    preset: Optional[str] = None
+    config_file: Optional[Path] = None
+
+
+# The commands that run a checkpoint (eval, predict, pseudo-label, export).
+MODEL = OptionGroup(ModelOptions, {"which": (ModelOpt, "teacher"), "preset": (PresetOpt, None),
+                                   "config_file": (ConfigFileOpt, None)})
 
 # Where a command's workers run; the command gets an `engine.launch.Launch`.
 LAUNCH = OptionGroup(_launch, {

@@ -13,7 +13,7 @@ from typing import List, Optional, Sequence, Tuple
 
 from ..engine.run_dir import default_run_dir, run_config
 from ..errors import PoliteTeacherError
-from .options import DataOptions
+from .options import DataOptions, ModelOptions
 
 # A detectron2 config key as written on a command line: upper-case words joined by dots, or one of
 # the config's top-level keys (kept here rather than read from the config: the CLI starts without
@@ -39,6 +39,16 @@ def split_overrides(tokens: Sequence[str]) -> Tuple[List[str], List[str]]:
             others.append(tokens[i])
             i += 1
     return others, overrides
+
+
+def images_and_overrides(images: Optional[Sequence[str]], extra: Sequence[str], command: str) -> Tuple[List[str], List[str]]:
+    """The image arguments and trailing `KEY VALUE` overrides of `command` (predict, pseudo-label); any
+    other token starting with - that names no file is an unknown option."""
+    items, overrides = split_overrides([*(images or []), *extra])
+    unknown = [t for t in items if t.startswith("-") and not Path(t).exists()]
+    if unknown:
+        raise PoliteTeacherError(f"unknown option(s) {' '.join(unknown)}; see `politeteacher {command} --help`")
+    return items, overrides
 
 
 def run_overrides(
@@ -135,19 +145,19 @@ def training_cfg(
 def checkpoint_cfg(
     weights: Optional[str],
     extra: Sequence[str],
+    model: ModelOptions,
     *,
     default_preset: str,
-    preset: Optional[str] = None,
-    config_file: Optional[Path] = None,
     device: Optional[str] = None,
     data_flags: Sequence[str] = (),
 ):
     """The checkpoint a command runs (`weights_or_latest_run`) and its config: the preset or config file
-    if given, else the config.yaml of the run the checkpoint comes from, else the config a lean checkpoint
+    of `model` if given, else the config.yaml of the run the checkpoint comes from, else the config a lean checkpoint
     carries (e.g. one made by `politeteacher strip` and moved away from its run), else `default_preset`;
     then `data_flags` (config overrides saying which data), --device and the trailing overrides."""
     weights = weights_or_latest_run(weights)
     flags = [*data_flags, *run_overrides(device=device)]
+    preset, config_file = model.preset, model.config_file
     if preset is None and config_file is None and "://" not in weights:
         config_file = run_config(Path(weights))
         if config_file is None:
