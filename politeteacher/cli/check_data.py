@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import List
 
 import typer
 
 from ..errors import PoliteTeacherError
 from . import app
-from .options import CHECK_DATA
+from .options import CHECK_DATA, output_dir_option
 
+OutputDirOpt = output_dir_option("Where report.json and the drawn grids go (default: runs/check-data/<name>).")
 _SHOWN = 5  # file names listed per finding; report.json has them all
 
 
@@ -45,9 +46,7 @@ def _print_report(report) -> None:
 @app.command("check-data")
 def check_data(
     data=CHECK_DATA,
-    output_dir: Optional[Path] = typer.Option(
-        None, "--output-dir", "-o", help="Where report.json and the drawn grids go (default: runs/check-data/<name>)."
-    ),
+    output_dir: OutputDirOpt = None,
     grid: int = typer.Option(6, "--grid", help="Annotated images drawn per set (0: none)."),
 ) -> None:
     """Look at a dataset before training: counts, empty, crowd-only and bad images, class ids, labels.

@@ -28,9 +28,6 @@ ConfigFileOpt = Annotated[
     Optional[Path],
     typer.Option("--config-file", help="Your YAML config; it may `_BASE_: <preset name>`."),
 ]
-OutputDirOpt = Annotated[
-    Optional[Path], typer.Option("--output-dir", "-o", help="Run folder (default: OUTPUT_DIR of the config).")
-]
 DatasetOpt = Annotated[
     Optional[str], typer.Option("--dataset", help="Registered dataset name, e.g. coco_2017_train.")
 ]
@@ -48,7 +45,7 @@ DeviceOpt = Annotated[
     Optional[str],
     typer.Option("--device", help="cpu, cuda or cuda:N, the GPU numbered N (MODEL.DEVICE; default: cuda if available)."),
 ]
-# The spelling of --output-dir before 0.3.0 on predict, plot and split; kept for one version.
+# The spelling of --output-dir before 0.3.0 on predict, plot, split, strip and export; kept for one version.
 OldOutputOpt = Annotated[Optional[Path], typer.Option("--output", hidden=True)]
 WeightsOpt = Annotated[
     Optional[str],
@@ -71,6 +68,14 @@ ForceOpt = Annotated[
     bool,
     typer.Option("--force", help="Start over in a non-empty output folder (deletes its checkpoints and metrics)."),
 ]
+
+
+def output_dir_option(help: str):
+    """`-o/--output-dir`, the one meaning of `-o`: where a command writes; `help` says what goes there."""
+    return Annotated[Optional[Path], typer.Option("--output-dir", "-o", help=help)]
+
+
+OutputDirOpt = output_dir_option("Run folder (default: OUTPUT_DIR of the config).")
 
 
 def images_argument(note: str = ""):

@@ -11,11 +11,14 @@ from . import app
 from ..errors import PoliteTeacherError
 from .options import (
     EXTRA_ARGS, MODEL, CheckpointOpt, DeviceOpt, OldOutputOpt, deprecated_alias, images_argument,
+    output_dir_option,
 )
 from .resolve import checkpoint_cfg, images_and_overrides, output_dir_override
 
 DEFAULT_PRESET = "baseline_sup10"
 ImagesArg = images_argument()
+OutputDirOpt = output_dir_option("Folder for overlays and results (default: runs/predict); when it holds earlier "
+                                 "results, the next free numbered one (runs/predict2, ...).")
 
 
 def class_name_overrides(data: Optional[Path], dataset: Optional[str]) -> List[str]:
@@ -45,11 +48,7 @@ def predict(
     images: ImagesArg = None,
     weights: CheckpointOpt = None,
     threshold: Annotated[float, typer.Option("--threshold", help="Keep detections with score >= this.")] = 0.5,
-    output_dir: Annotated[
-        Optional[Path],
-        typer.Option("--output-dir", "-o", help="Folder for overlays and results (default: runs/predict); when "
-                     "it holds earlier results, the next free numbered one (runs/predict2, ...)."),
-    ] = None,
+    output_dir: OutputDirOpt = None,
     output: OldOutputOpt = None,
     batch_size: Annotated[
         Optional[int], typer.Option("--batch-size", help="Images per forward pass (default: 8 on a GPU, 2 on the CPU).")

@@ -9,11 +9,13 @@ from typing_extensions import Annotated
 
 from . import app
 from ..errors import PoliteTeacherError
-from .options import EXTRA_ARGS, MODEL, CheckpointOpt, DatasetOpt, DeviceOpt, images_argument
+from .options import EXTRA_ARGS, MODEL, CheckpointOpt, DatasetOpt, DeviceOpt, images_argument, output_dir_option
 from .resolve import checkpoint_cfg, images_and_overrides, output_dir_override
 
 DEFAULT_PRESET = "polite_teacher_sup10"
 ImagesArg = images_argument(" (not with --sweep)")
+OutputDirOpt = output_dir_option("Folder for the results (default: runs/pseudo-label); when it holds earlier "
+                                 "results, the next free numbered one.")
 
 
 def _annotated_images(data: Path, dataset, json_file, image_dir):
@@ -64,11 +66,7 @@ def pseudo_label(
         str, typer.Option("--mask-iou-thresholds", help="Mask-IoU thresholds of the sweep, comma-separated.")
     ] = "0,0.5,0.7,0.8,0.9",
     max_images: Annotated[int, typer.Option("--max-images", help="Sweep over the first N images.")] = 200,
-    output_dir: Annotated[
-        Optional[Path],
-        typer.Option("--output-dir", "-o", help="Folder for the results (default: runs/pseudo-label); when it "
-                     "holds earlier results, the next free numbered one."),
-    ] = None,
+    output_dir: OutputDirOpt = None,
     model=MODEL,
     device: DeviceOpt = None,
 ) -> None:

@@ -8,7 +8,10 @@ import typer
 
 from ..errors import PoliteTeacherError
 from . import app
-from .options import DataFileOpt, DatasetOpt, OldOutputOpt, TrainImagesOpt, TrainJsonOpt, deprecated_alias
+from .options import output_dir_option, DataFileOpt, DatasetOpt, OldOutputOpt, TrainImagesOpt, TrainJsonOpt, deprecated_alias
+
+OutputDirOpt = output_dir_option("Folder to write the split file into, or the .json file to write (default: "
+                                 "splits/<dataset>_<P>pct_seed<S>.json).")
 
 
 def _dataset_argument(dataset: Optional[str], train_json: Optional[Path], train_images: Optional[Path],
@@ -90,11 +93,7 @@ def split(
     data: DataFileOpt = None,
     train_json: TrainJsonOpt = None,
     train_images: TrainImagesOpt = None,
-    output_dir: Optional[Path] = typer.Option(
-        None, "--output-dir", "-o",
-        help="Folder to write the split file into, or the .json file to write (default: "
-        "splits/<dataset>_<P>pct_seed<S>.json).",
-    ),
+    output_dir: OutputDirOpt = None,
     output: OldOutputOpt = None,
     from_ut: Optional[Path] = typer.Option(
         None, "--from-ut", help="Import this (percent, seed) from Unbiased Teacher's COCO_supervision.txt."
