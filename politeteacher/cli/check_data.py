@@ -23,12 +23,11 @@ def _print_report(report) -> None:
     typer.echo(f"{report.role}: {report.name}" + (f" ({report.json_file})" if report.json_file else ""))
     typer.echo(f"  {report.num_images} images, {report.num_instances} instances"
                + (f" (+{report.num_crowd} crowd regions)" if report.num_crowd else ""))
-    if report.without_annotations:
-        typer.echo(f"  {len(report.without_annotations)} image(s) without annotations (nothing to learn from "
-                   f"them as labelled images): {_names(report.without_annotations)}")
-    if report.crowd_only:
-        typer.echo(f"  {len(report.crowd_only)} crowd-only image(s) (no instance, only regions AP ignores): "
-                   f"{_names(report.crowd_only)}")
+    for found, what in ((report.without_annotations, "image(s) without annotations (nothing to learn from them "
+                         "as labelled images)"),
+                        (report.crowd_only, "crowd-only image(s) (no instance, only regions AP ignores)")):
+        if found:
+            typer.echo(f"  {len(found)} {what}: {_names(found)}")
     for path, why in report.bad_images[:_SHOWN]:
         typer.echo(f"  bad image {path}: {why}")
     if len(report.bad_images) > _SHOWN:

@@ -31,13 +31,6 @@ ConfigFileOpt = Annotated[
 DatasetOpt = Annotated[
     Optional[str], typer.Option("--dataset", help="Registered dataset name, e.g. coco_2017_train.")
 ]
-DataFileOpt = Annotated[
-    Optional[Path],
-    typer.Option("--data", metavar="FILE", help="Dataset file (YAML: train/val JSON and images, unlabelled "
-                 "folders, split, classes); README, 'Your own data in 10 minutes'."),
-]
-TrainJsonOpt = Annotated[Optional[Path], typer.Option("--train-json", help="COCO JSON of your training images.")]
-TrainImagesOpt = Annotated[Optional[Path], typer.Option("--train-images", help="Folder of your training images.")]
 SeedOpt = Annotated[
     Optional[int], typer.Option("--seed", help="Training seed (the config's SEED; -1: a random one, logged).")
 ]
@@ -110,11 +103,10 @@ class OptionGroup:
         self.flags = flags
 
     def only(self, *names: str, **declared: Any) -> "OptionGroup":
-        """The group with the flags `names`, plus `declared` ones (name: Annotated type) that take the
-        place of the group's own declaration for a command where the flag means something narrower."""
-        keep = {**dict.fromkeys(names), **declared}
+        """The group with the flags `names`, in that order; `declared` (name: Annotated type) replaces the
+        group's declaration of a flag for a command where it means something narrower."""
         return OptionGroup(self.build, {
-            name: (declared.get(name, kind), default) for name, (kind, default) in self.flags.items() if name in keep
+            name: (declared.get(name, self.flags[name][0]), self.flags[name][1]) for name in names
         })
 
 
@@ -205,7 +197,11 @@ class DataOptions:
 
 
 _DATA_FLAGS: Dict[str, Any] = {
-    "data": DataFileOpt,
+    "data": Annotated[
+        Optional[Path],
+        typer.Option("--data", metavar="FILE", help="Dataset file (YAML: train/val JSON and images, unlabelled "
+                     "folders, split, classes); README, 'Your own data in 10 minutes'."),
+    ],
     "dataset": Annotated[
         Optional[str],
         typer.Option("--dataset", help="Training set by registered name, e.g. coco_2017_train (DATASETS.TRAIN)."),
@@ -219,8 +215,8 @@ _DATA_FLAGS: Dict[str, Any] = {
         Optional[float], typer.Option("--percent", help="Labelled percent, to make a split on the fly.")
     ],
     "split_seed": Annotated[Optional[int], typer.Option("--split-seed", help="Seed of the split made on the fly.")],
-    "train_json": TrainJsonOpt,
-    "train_images": TrainImagesOpt,
+    "train_json": Annotated[Optional[Path], typer.Option("--train-json", help="COCO JSON of your training images.")],
+    "train_images": Annotated[Optional[Path], typer.Option("--train-images", help="Folder of your training images.")],
     "val_json": Annotated[Optional[Path], typer.Option("--val-json", help="COCO JSON of your validation images.")],
     "val_images": Annotated[Optional[Path], typer.Option("--val-images", help="Folder of your validation images.")],
     "unlabeled_images": Annotated[
@@ -231,11 +227,12 @@ _DATA_FLAGS: Dict[str, Any] = {
 }
 assert list(_DATA_FLAGS) == [f.name for f in fields(DataOptions)]
 
-# The data flags of the training commands (train-ssl adds --unlabeled-images), check-data and eval.
+# The data flags of the training commands (train-ssl adds --unlabeled-images), check-data, eval and split.
 DATA = OptionGroup(DataOptions, {name: (kind, None) for name, kind in _DATA_FLAGS.items()})
 TRAINING_DATA = DATA.only(*(name for name in _DATA_FLAGS if name != "unlabeled_images"))
 CHECK_DATA = DATA.only(*(name for name in _DATA_FLAGS if name not in ("split", "percent", "split_seed")))
-EVAL_DATA = DATA.only("data", "val_json", "val_images", val_dataset=Annotated[
+SPLIT_DATA = DATA.only("dataset", "data", "train_json", "train_images", dataset=DatasetOpt)
+EVAL_DATA = DATA.only("data", "val_dataset", "val_json", "val_images", val_dataset=Annotated[
     Optional[str],
     typer.Option("--dataset", help="Set to evaluate, by registered name, e.g. coco_2017_val (DATASETS.TEST)."),
 ])

@@ -112,14 +112,13 @@ def training_cfg(
     output_dir: Optional[Path] = None,
     weights: Optional[str] = None,
     device: Optional[str] = None,
-    amp: bool = False,
-    skip_bad_images: bool = False,
-    boxes_only: bool = False,
+    switches: Sequence[str] = (),
     resume: bool = False,
     seed: Optional[int] = None,
 ):
     """The config of a training run from the command's flags. OUTPUT_DIR: --output-dir, else the
-    config's, else (detectron2's './output') `runs/<kind>/<preset or config-file stem>`.
+    config's, else (detectron2's './output') `runs/<kind>/<preset or config-file stem>`. `switches`: the
+    `KEY True` overrides of the command's switches (--amp, ...).
 
     `--resume` with neither --preset nor --config-file continues with the run's own config.yaml."""
     overrides = config_overrides_only(extra)
@@ -129,13 +128,7 @@ def training_cfg(
         saved = Path(folder) / "config.yaml"
         if saved.is_file():
             config_file = saved
-    flags += run_overrides(output_dir, device, weights, seed)
-    if amp:
-        flags += ["SOLVER.AMP.ENABLED", "True"]
-    if skip_bad_images:
-        flags += ["DATALOADER.SKIP_BAD_IMAGES", "True"]
-    if boxes_only:
-        flags += ["INPUT.BOXES_ONLY", "True"]
+    flags += [*run_overrides(output_dir, device, weights, seed), *switches]
     cfg = build_cfg(preset, config_file, overrides, flags, default_preset=default_preset)
     name = preset or (Path(config_file).stem if config_file else default_preset)
     cfg.OUTPUT_DIR = str(default_run_dir(cfg.OUTPUT_DIR, kind, name))

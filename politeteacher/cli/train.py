@@ -20,8 +20,8 @@ from typing_extensions import Annotated
 from ..engine.run_dir import run_files
 from . import app
 from .options import (
-    DATA, EXTRA_ARGS, LAUNCH, TRAINING_DATA, ConfigFileOpt, DeviceOpt, OutputDirOpt, PresetOpt, SeedOpt, VerboseOpt,
-    WeightsOpt,
+    DATA, EXTRA_ARGS, LAUNCH, TRAINING_DATA, ConfigFileOpt, DeviceOpt, OptionGroup, OutputDirOpt, PresetOpt, SeedOpt,
+    VerboseOpt, WeightsOpt,
 )
 from .resolve import training_cfg
 
@@ -37,17 +37,26 @@ TrainForceOpt = Annotated[
         "with --resume: resume on other data than the run's.",
     ),
 ]
-AmpOpt = Annotated[bool, typer.Option("--amp", help="Mixed precision (GPU only; SOLVER.AMP.ENABLED).")]
-SkipBadImagesOpt = Annotated[
-    bool,
-    typer.Option("--skip-bad-images", help="Leave out training images that cannot be read or whose size differs "
-                 "from their JSON entry, with a warning each (DATALOADER.SKIP_BAD_IMAGES); default: stop."),
-]
-BoxesOnlyOpt = Annotated[
-    bool,
-    typer.Option("--boxes-only", help="Accept annotations without masks: train without the mask losses on "
-                 "labelled images (INPUT.BOXES_ONLY)."),
-]
+# Switches that each turn one config key on: name -> (declaration, key).
+_SWITCHES = {
+    "amp": (Annotated[bool, typer.Option("--amp", help="Mixed precision (GPU only; SOLVER.AMP.ENABLED).")],
+            "SOLVER.AMP.ENABLED"),
+    "skip_bad_images": (Annotated[bool, typer.Option(
+        "--skip-bad-images", help="Leave out training images that cannot be read or whose size differs from their "
+        "JSON entry, with a warning each (DATALOADER.SKIP_BAD_IMAGES); default: stop.")], "DATALOADER.SKIP_BAD_IMAGES"),
+    "boxes_only": (Annotated[bool, typer.Option(
+        "--boxes-only", help="Accept annotations without masks: train without the mask losses on labelled images "
+        "(INPUT.BOXES_ONLY).")], "INPUT.BOXES_ONLY"),
+}
+
+
+def _switch_overrides(**on: bool) -> List[str]:
+    """`KEY True` for each switch given."""
+    return [part for name, given in on.items() if given for part in (_SWITCHES[name][1], "True")]
+
+
+# The command gets the config overrides of the switches given.
+SWITCHES = OptionGroup(_switch_overrides, {name: (kind, False) for name, (kind, _) in _SWITCHES.items()})
 SweepOpt = Annotated[
     Optional[List[str]],
     typer.Option("--sweep", metavar="KEY=V1,V2,...", help="Train one run per value (one or two keys, repeat the "
@@ -101,9 +110,7 @@ def training_command(name: str, kind: str, default_preset: str, runner: str, doc
         force: TrainForceOpt = False,
         seed: SeedOpt = None,
         device: DeviceOpt = None,
-        amp: AmpOpt = False,
-        skip_bad_images: SkipBadImagesOpt = False,
-        boxes_only: BoxesOnlyOpt = False,
+        switches=SWITCHES,
         launch=LAUNCH,
         verbose: VerboseOpt = False,
         sweep: SweepOpt = None,
@@ -116,8 +123,7 @@ def training_command(name: str, kind: str, default_preset: str, runner: str, doc
         set_verbose(verbose)
         cfg = training_cfg(
             kind, default_preset, ctx.args, data, preset=preset, config_file=config_file, output_dir=output_dir,
-            weights=weights, device=device, amp=amp, resume=resume, skip_bad_images=skip_bad_images,
-            boxes_only=boxes_only, seed=seed,
+            weights=weights, device=device, switches=switches, resume=resume, seed=seed,
         )
 
         def train_one(c):
