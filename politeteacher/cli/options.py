@@ -1,9 +1,10 @@
 """The options the commands declare, each declared once here.
 
-An option one command alone takes stays in that command's signature. The data flags and the launch
-flags are option groups: a command names the group as the default of one parameter, e.g.
-`data=TRAINING_DATA` or `launch=LAUNCH`, and gets one object there (a `DataOptions`, an engine
-`Launch`); `Typer.command` puts the group's flags in that parameter's place in the command's help.
+An option one command alone takes stays in that command's signature. The data flags, the launch flags
+and --model/--preset/--config-file are option groups: a command names the group as the default of one
+parameter, e.g. `data=TRAINING_DATA`, `launch=LAUNCH` or `model=MODEL`, and gets one object there (a
+`DataOptions`, an engine `Launch`, a `ModelOptions`); `Typer.command` puts the group's flags in that
+parameter's place in the command's signature, hence in its help.
 """
 from __future__ import annotations
 
@@ -117,14 +118,16 @@ def with_option_groups(command: Callable) -> Callable:
     groups = {p.name: p.default for p in signature.parameters.values() if isinstance(p.default, OptionGroup)}
     if not groups:
         return command
+    # Keyword-only: click calls a command with keywords, and so a parameter without a default (typer's
+    # Context) may follow a group's flags.
+    keyword = inspect.Parameter.KEYWORD_ONLY
     params: List[inspect.Parameter] = []
     for p in signature.parameters.values():
-        if p.name not in groups:
-            params.append(p)
-            continue
-        params += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=kind, default=default)
-                   for name, (kind, default) in groups[p.name].flags.items()]
-    kinds = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in params]
+        if p.name in groups:
+            params += [inspect.Parameter(name, keyword, annotation=kind, default=default)
+                       for name, (kind, default) in groups[p.name].flags.items()]
+        else:
+            params.append(p.replace(kind=keyword))
 
     @functools.wraps(command)
     def run(**kwargs):
@@ -132,7 +135,7 @@ def with_option_groups(command: Callable) -> Callable:
             kwargs[name] = group.build(**{flag: kwargs.pop(flag) for flag in group.flags})
         return command(**kwargs)
 
-    run.__signature__ = signature.replace(parameters=kinds)
+    run.__signature__ = signature.replace(parameters=params)
     return run
 
 
@@ -225,7 +228,7 @@ _DATA_FLAGS: Dict[str, Any] = {
                      help="Folder of raw images added to the unlabelled pool (repeatable)."),
     ],
 }
-assert list(_DATA_FLAGS) == [f.name for f in fields(DataOptions)]
+assert list(_DATA_FLAGS) == [f.name for f in fields(DataOptions)]  # one flag a field, in the same order
 
 # The data flags of the training commands (train-ssl adds --unlabeled-images), check-data, eval and split.
 DATA = OptionGroup(DataOptions, {name: (kind, None) for name, kind in _DATA_FLAGS.items()})
