@@ -9,7 +9,8 @@ from . import app
 from .options import EXTRA_ARGS, ForceOpt, output_dir_option
 from .resolve import config_overrides_only, output_dir_override
 
-OutputDirOpt = output_dir_option("Where the demo writes everything (default runs/demo; with --pretrain, runs/demo_source).")
+OutputDirOpt = output_dir_option("Where the demo writes everything (default runs/demo; with --pretrain, "
+                                 "runs/demo_source).")
 
 
 @app.command("demo", context_settings=EXTRA_ARGS)

@@ -104,7 +104,8 @@ def pseudo_label(
                            json_file=str(json_file.expanduser().resolve()) if json_file else None,
                            images=str(image_dir.expanduser().resolve()) if image_dir else None,
                            box_thresholds=boxes, mask_iou_thresholds=masks, max_images=max_images, which=model.which)
-        typer.echo(f"{report.num_images} image(s), teacher of {weights} ({model.which}); at IoU 0.5 ('-': nothing to measure):")
+        typer.echo(f"{report.num_images} image(s), teacher of {weights} ({model.which}); at IoU 0.5 "
+                   "('-': nothing to measure):")
         typer.echo(format_table(report.rows, report.suggested))
         if report.suggested is None:
             typer.echo("no suggestion: no pseudo box matched the ground truth at any threshold")

@@ -41,7 +41,8 @@ def split_overrides(tokens: Sequence[str]) -> Tuple[List[str], List[str]]:
     return others, overrides
 
 
-def images_and_overrides(images: Optional[Sequence[str]], extra: Sequence[str], command: str) -> Tuple[List[str], List[str]]:
+def images_and_overrides(images: Optional[Sequence[str]], extra: Sequence[str],
+                         command: str) -> Tuple[List[str], List[str]]:
     """The image arguments and trailing `KEY VALUE` overrides of `command` (predict, pseudo-label); any
     other token starting with - that names no file is an unknown option."""
     items, overrides = split_overrides([*(images or []), *extra])

@@ -142,7 +142,8 @@ def training_command(name: str, kind: str, default_preset: str, runner: str, doc
             typer.echo(f"run folder: {cfg.OUTPUT_DIR}")
 
     params = list(inspect.signature(train, eval_str=True).parameters.values())
-    if not ssl:  # the baseline's --help lists --weights after the run folder (train-ssl's first: what it starts from)
+    # The baseline's --help lists --weights after the run folder; train-ssl's first (what it starts from).
+    if not ssl:
         weights = params.pop(1)
         params = [p for p in params if p.name != "sweep"]
         params.insert(next(i for i, p in enumerate(params) if p.name == "output_dir") + 1, weights)
@@ -152,14 +153,16 @@ def training_command(name: str, kind: str, default_preset: str, runner: str, doc
     return app.command(name, context_settings=EXTRA_ARGS)(train)
 
 
-train_baseline = training_command("train-baseline", "baseline", "baseline_sup10", "engine.baseline.run_train_baseline", """
+train_baseline = training_command("train-baseline", "baseline", "baseline_sup10",
+                                  "engine.baseline.run_train_baseline", """
 Train the supervised baseline on the labelled split.
 
 Trailing `KEY VALUE` pairs override config keys, e.g. `SOLVER.MAX_ITER 1000`.
 Default preset: baseline_sup10; default run folder: runs/baseline/<preset>.
 """, ssl=False)
 
-train_ssl = training_command("train-ssl", "ssl", "polite_teacher_sup10", "engine.polite_teacher.run_train_ssl", """
+train_ssl = training_command("train-ssl", "ssl", "polite_teacher_sup10",
+                             "engine.polite_teacher.run_train_ssl", """
 Train with Polite Teacher on labelled + unlabelled images, from a baseline checkpoint.
 
 The unlabelled pool is the training set minus the labelled split, plus --unlabeled-images.
