@@ -51,7 +51,9 @@ from .inference.outputs import (
     png_bytes, render_overlay,
 )
 from .inference.progress import Progress
-from .inference.sources import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, collect_images, image_batches, is_video
+from .inference.sources import (
+    IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, collect_images, collect_inputs, image_batches, is_video,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -185,10 +187,7 @@ def predict(
     decoding images (default 1 for several images, 0 for one); `progress`: a bar (default: when stderr
     is a terminal; else a line every 10 s). Raises PoliteTeacherError when no input is an image or video
     it can read, or when the output folder holds input images or cannot be written."""
-    files, skipped = collect_images(inputs)
-    if not files:
-        why = "; ".join(f"{p}: {r}" for p, r in skipped) or "no inputs"
-        raise PoliteTeacherError(f"no images to segment ({why}); pass image files, folders or globs")
+    files, skipped = collect_inputs(inputs, "segment")
     batch_size = default_batch_size(cfg.MODEL.DEVICE) if batch_size is None else batch_size
     if batch_size < 1:
         raise PoliteTeacherError(f"--batch-size must be at least 1, got {batch_size}")

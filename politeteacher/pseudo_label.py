@@ -165,14 +165,6 @@ def _coco_annotations(labels, transforms, image_id: int, to_dataset_id: Dict[int
     return out
 
 
-def _unique(folder: Path, stem: str) -> Path:
-    path, k = folder / f"{stem}.png", 1
-    while path.exists():
-        k += 1
-        path = folder / f"{stem}_{k}.png"
-    return path
-
-
 def pseudo_label(
     cfg,
     inputs: Sequence[str],
@@ -187,15 +179,12 @@ def pseudo_label(
     from .engine.pseudo_labels import teacher_pseudo_labels
     from .engine.pseudo_views import draw_pseudo_labels, histograms_png, view_rgb
     from .data.classes import class_metadata
-    from .inference.outputs import output_folder, png_bytes
-    from .inference.sources import collect_images
+    from .inference.outputs import first_free, output_folder, png_bytes
+    from .inference.sources import collect_inputs
     from .io import atomic_write, atomic_write_text, writable_folder
 
     b, m = _thresholds(cfg, box_threshold, mask_iou_threshold)
-    files, skipped = collect_images(inputs)
-    if not files:
-        why = "; ".join(f"{p}: {r}" for p, r in skipped) or "no inputs"
-        raise PoliteTeacherError(f"no images to pseudo-label ({why}); pass image files, folders or globs")
+    files, skipped = collect_inputs(inputs, "pseudo-label")
     out = writable_folder(output_folder(output_dir, files, RESULT_FILES), "--output-dir")
     names, to_dataset_id = class_metadata(cfg)
     teacher = load_teacher(cfg, weights, which)
@@ -211,7 +200,7 @@ def pseudo_label(
             )
         for (d, view, transforms), label, dets in zip(batch, labels, everything):
             rejected = dets[dets.scores <= b].to("cpu")
-            overlay = _unique(out, Path(d["file_name"]).stem)
+            overlay = out / (first_free(Path(d["file_name"]).stem, lambda n: (out / f"{n}.png").exists()) + ".png")
             rgb = draw_pseudo_labels(view_rgb(view, cfg.INPUT.FORMAT), label, names, rejected)
             atomic_write(overlay, lambda f: f.write(png_bytes(rgb)))
             report.overlays.append(overlay)

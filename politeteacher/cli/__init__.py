@@ -16,6 +16,7 @@ from typer.core import TyperCommand, TyperGroup
 
 from .. import __version__
 from ..errors import PoliteTeacherError
+from .options import with_option_groups
 
 from typer import Abort
 
@@ -95,7 +96,8 @@ class Group(_ReadableHelp, TyperGroup):
 
 
 class Typer(typer.Typer):
-    """`typer.Typer` whose groups and commands are `Group` and `Command` unless told otherwise."""
+    """`typer.Typer` whose groups and commands are `Group` and `Command` unless told otherwise, and whose
+    commands may take option groups (`options.with_option_groups`)."""
 
     def __init__(self, *args, **kwargs) -> None:
         kwargs.setdefault("cls", Group)
@@ -103,7 +105,8 @@ class Typer(typer.Typer):
 
     def command(self, *args, **kwargs):
         kwargs.setdefault("cls", Command)
-        return super().command(*args, **kwargs)
+        register = super().command(*args, **kwargs)
+        return lambda function: register(with_option_groups(function))
 
 
 app = Typer(
@@ -134,7 +137,7 @@ def _root(
 
 # Registering the commands, in the order `--help` lists them (a user's workflow); each module adds its own.
 from . import (  # noqa: E402,F401
-    check_data, split, train, train_ssl, evaluate, predict, pseudo_label, compare, plot, export, presets, doctor,
+    check_data, split, train, evaluate, predict, pseudo_label, compare, plot, export, presets, doctor,
     demo,
 )
 

@@ -2,17 +2,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import List
 
 import typer
 
 from ..errors import PoliteTeacherError
 from . import app
-from .common import (
-    DataFileOpt, TrainDatasetOpt, TrainImagesOpt, TrainJsonOpt, UnlabeledOpt, ValDatasetOpt, ValImagesOpt,
-    ValJsonOpt, data_overrides,
-)
+from .options import CHECK_DATA, output_dir_option
 
+OutputDirOpt = output_dir_option("Where report.json and the drawn grids go (default: runs/check-data/<name>).")
 _SHOWN = 5  # file names listed per finding; report.json has them all
 
 
@@ -25,12 +23,11 @@ def _print_report(report) -> None:
     typer.echo(f"{report.role}: {report.name}" + (f" ({report.json_file})" if report.json_file else ""))
     typer.echo(f"  {report.num_images} images, {report.num_instances} instances"
                + (f" (+{report.num_crowd} crowd regions)" if report.num_crowd else ""))
-    if report.without_annotations:
-        typer.echo(f"  {len(report.without_annotations)} image(s) without annotations (nothing to learn from "
-                   f"them as labelled images): {_names(report.without_annotations)}")
-    if report.crowd_only:
-        typer.echo(f"  {len(report.crowd_only)} crowd-only image(s) (no instance, only regions AP ignores): "
-                   f"{_names(report.crowd_only)}")
+    for found, what in ((report.without_annotations, "image(s) without annotations (nothing to learn from them "
+                         "as labelled images)"),
+                        (report.crowd_only, "crowd-only image(s) (no instance, only regions AP ignores)")):
+        if found:
+            typer.echo(f"  {len(found)} {what}: {_names(found)}")
     for path, why in report.bad_images[:_SHOWN]:
         typer.echo(f"  bad image {path}: {why}")
     if len(report.bad_images) > _SHOWN:
@@ -47,17 +44,8 @@ def _print_report(report) -> None:
 
 @app.command("check-data")
 def check_data(
-    data: DataFileOpt = None,
-    dataset: TrainDatasetOpt = None,
-    val_dataset: ValDatasetOpt = None,
-    train_json: TrainJsonOpt = None,
-    train_images: TrainImagesOpt = None,
-    val_json: ValJsonOpt = None,
-    val_images: ValImagesOpt = None,
-    unlabeled_images: UnlabeledOpt = None,
-    output_dir: Optional[Path] = typer.Option(
-        None, "--output-dir", "-o", help="Where report.json and the drawn grids go (default: runs/check-data/<name>)."
-    ),
+    data=CHECK_DATA,
+    output_dir: OutputDirOpt = None,
     grid: int = typer.Option(6, "--grid", help="Annotated images drawn per set (0: none)."),
 ) -> None:
     """Look at a dataset before training: counts, empty, crowd-only and bad images, class ids, labels.
@@ -71,12 +59,11 @@ def check_data(
     from ..data.report import inspect_dataset, inspect_folder, named_sets, report_json, save_grid
     from ..io import write_json_atomic
 
-    flags = data_overrides(train_json, train_images, val_json, val_images, unlabeled_images,
-                           data=data, dataset=dataset, val_dataset=val_dataset)
+    flags = data.overrides()
     if not flags:
         raise PoliteTeacherError("nothing to check: pass --data FILE, --dataset NAME or --train-json/--train-images")
     sets, unlabeled_folders = named_sets(flags)
-    name = Path(data).stem if data is not None else (sets[0][1] if sets else "unlabeled")
+    name = Path(data.data).stem if data.data is not None else (sets[0][1] if sets else "unlabeled")
     out = (output_dir or Path("runs/check-data") / name).expanduser().absolute()
     reports, problems = [], []
     for role, set_name in sets:

@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Sequence
 
 import typer
 from typing_extensions import Annotated
 
 from . import app
+from .options import output_dir_option
+
+OutputDirOpt = output_dir_option("Folder for ap_curves.png (default: runs/compare/<run>+<run>...).")
 
 
 def show_comparison(run_dirs: Sequence[Path], plot_path: Path) -> None:
@@ -38,10 +41,7 @@ def sweep_and_compare(specs: Sequence[str], cfg, train: Callable[[object], Dict]
 @app.command("compare")
 def compare(
     run_dirs: Annotated[List[Path], typer.Argument(metavar="RUN", help="Run folders; a folder of runs (a --sweep's) stands for all of them.")],
-    output_dir: Annotated[
-        Optional[Path],
-        typer.Option("--output-dir", "-o", help="Folder for ap_curves.png (default: runs/compare/<run>+<run>...)."),
-    ] = None,
+    output_dir: OutputDirOpt = None,
 ) -> None:
     """Compare training runs: best and final AP, pseudo-label statistics, the config keys that differ.
 

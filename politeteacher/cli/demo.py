@@ -2,21 +2,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 from . import app
-from .common import EXTRA_ARGS
-from .training_options import ForceOpt, config_overrides_only, output_dir_override
+from .options import EXTRA_ARGS, ForceOpt, output_dir_option
+from .resolve import config_overrides_only, output_dir_override
+
+OutputDirOpt = output_dir_option("Where the demo writes everything (default runs/demo; with --pretrain, "
+                                 "runs/demo_source).")
 
 
 @app.command("demo", context_settings=EXTRA_ARGS)
 def demo(
     ctx: typer.Context,
-    output_dir: Optional[Path] = typer.Option(
-        None, "--output-dir", "-o", help="Where the demo writes everything (default runs/demo; with --pretrain, runs/demo_source)."
-    ),
+    output_dir: OutputDirOpt = None,
     pretrain: bool = typer.Option(
         False, "--pretrain", help="Instead: make the demo's pre-trained weights again (about 80 min on 2 CPU cores)."
     ),

@@ -59,11 +59,11 @@ def _data_file_rows(data: Path) -> List[Row]:
     from ..data.datasets import load_annotations
     from ..data.report import named_sets
     from ..errors import PoliteTeacherError
-    from .common import data_overrides
+    from .options import DataOptions
 
     deep = f"for every image decoded and the labels drawn: politeteacher check-data --data {data}"
     try:
-        sets, unlabeled_folders = named_sets(data_overrides(data=data))
+        sets, unlabeled_folders = named_sets(DataOptions(data=data).overrides())
     except PoliteTeacherError as e:
         return [Row("data file", str(data), False, str(e))]
     rows = [Row("data file", str(Path(data).absolute()), True, "")]

@@ -7,27 +7,10 @@ import typer
 from typing_extensions import Annotated
 
 from . import app
-from .common import (
-    EXTRA_ARGS,
-    ConfigFileOpt,
-    DataFileOpt,
-    EvalDatasetOpt,
-    DeviceOpt,
-    DistUrlOpt,
-    MachineRankOpt,
-    NumGpusOpt,
-    NumMachinesOpt,
-    OutputDirOpt,
-    PresetOpt,
-    ValImagesOpt,
-    ValJsonOpt,
-    CheckpointOpt,
-    data_overrides,
+from .options import (
+    EVAL_DATA, EXTRA_ARGS, LAUNCH, MODEL, CheckpointOpt, DeviceOpt, OutputDirOpt, VerboseOpt,
 )
-from .training_options import (
-    ModelOpt, VerboseOpt, config_overrides_only, inference_cfg, launch_kwargs, output_dir_override,
-    weights_or_latest_run,
-)
+from .resolve import checkpoint_cfg, config_overrides_only, output_dir_override
 
 DEFAULT_PRESET = "baseline_sup10"
 
@@ -43,20 +26,12 @@ def default_eval_dir(weights: str, model: str) -> Path:
 def eval_(
     ctx: typer.Context,
     weights: CheckpointOpt = None,
-    model: ModelOpt = "teacher",
-    preset: PresetOpt = None,
-    config_file: ConfigFileOpt = None,
-    data: DataFileOpt = None,
-    dataset: EvalDatasetOpt = None,
-    val_json: ValJsonOpt = None,
-    val_images: ValImagesOpt = None,
+    model=MODEL,
+    data=EVAL_DATA,
     output_dir: OutputDirOpt = None,
     device: DeviceOpt = None,
     per_category: Annotated[bool, typer.Option("--per-category", help="Also print AP per class.")] = False,
-    num_gpus: NumGpusOpt = 1,
-    num_machines: NumMachinesOpt = 1,
-    machine_rank: MachineRankOpt = 0,
-    dist_url: DistUrlOpt = "auto",
+    launch=LAUNCH,
     verbose: VerboseOpt = False,
 ) -> None:
     """Evaluate a checkpoint: COCO bbox and segm AP on the test set.
@@ -72,14 +47,12 @@ def eval_(
 
     set_verbose(verbose)
 
-    weights = weights_or_latest_run(weights)
     output_dir, overrides = output_dir_override(output_dir, config_overrides_only(ctx.args))
-    data_flags = data_overrides(val_json=val_json, val_images=val_images, data=data, val_dataset=dataset)
-    cfg = inference_cfg(weights, overrides, default_preset=DEFAULT_PRESET, preset=preset,
-                        config_file=config_file, device=device, data_flags=data_flags)
-    cfg.OUTPUT_DIR = str((output_dir or default_eval_dir(weights, model)).expanduser().resolve())
-    results = run_evaluate(cfg, weights, model, **launch_kwargs(num_gpus, num_machines, machine_rank, dist_url))
-    if machine_rank == 0:
-        typer.echo(f"weights: {weights} ({model})")
+    weights, cfg = checkpoint_cfg(weights, overrides, model, default_preset=DEFAULT_PRESET, device=device,
+                                  data_flags=data.overrides())
+    cfg.OUTPUT_DIR = str((output_dir or default_eval_dir(weights, model.which)).expanduser().resolve())
+    results = run_evaluate(cfg, weights, model.which, launch=launch)
+    if launch.machine_rank == 0:
+        typer.echo(f"weights: {weights} ({model.which})")
         typer.echo(format_results(results, per_category=per_category))
         typer.echo(f"results: {Path(cfg.OUTPUT_DIR) / 'eval_results.json'}")

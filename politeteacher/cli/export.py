@@ -10,20 +10,30 @@ from typing_extensions import Annotated
 
 from . import app
 from ..errors import PoliteTeacherError
-from .common import EXTRA_ARGS, CheckpointOpt, ConfigFileOpt, DeviceOpt, PresetOpt
+from .options import EXTRA_ARGS, MODEL, CheckpointOpt, DeviceOpt, OldOutputOpt, deprecated_alias, output_dir_option
 from .predict import DEFAULT_PRESET
-from .training_options import ModelOpt, config_overrides_only, inference_cfg, weights_or_latest_run
+from .resolve import checkpoint_cfg, config_overrides_only
+
+StripOutputOpt = output_dir_option("File to write, or a folder to write it into (default: CHECKPOINT's name with "
+                                   "_weights, beside it); never overwritten.")
+ExportOutputOpt = output_dir_option("File to write, or a folder to write it into (default: the checkpoint's name "
+                                    "with .ts / .onnx, beside it); never overwritten. <file>.json beside it says "
+                                    "what goes in and out.")
+
+
+def output_file(output_dir: Optional[Path], output: Optional[Path], default_name: str) -> Optional[Path]:
+    """The file strip or export writes: -o/--output-dir (or the old --output) names it, or an existing
+    folder to write `default_name` into; None when neither is given."""
+    target = deprecated_alias(output, output_dir, "--output", "--output-dir")
+    return target / default_name if target is not None and target.is_dir() else target
 
 
 @app.command("strip")
 def strip(
     checkpoint: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="A .pth checkpoint (any: periodic, "
                                                "final, best, CenterMask2 or Polite Teacher).")],
-    output: Annotated[
-        Optional[Path],
-        typer.Option("--output", "-o", help="File to write (default: CHECKPOINT's name with _weights, beside it); "
-                     "never overwritten."),
-    ] = None,
+    output_dir: StripOutputOpt = None,
+    output: OldOutputOpt = None,
     model: Annotated[
         str, typer.Option("--model", help="Of a two-model (Polite Teacher) checkpoint: both (loadable with "
                           "--model teacher or student), teacher or student (that one alone, half the size).")
@@ -36,7 +46,8 @@ def strip(
     """
     from ..engine.checkpoint import strip_checkpoint
 
-    out = strip_checkpoint(checkpoint, output, which=model)
+    target = output_file(output_dir, output, f"{checkpoint.stem}_weights.pth")
+    out = strip_checkpoint(checkpoint, target, which=model)
     before, after = checkpoint.stat().st_size / 2**20, out.stat().st_size / 2**20
     typer.echo(f"{out} ({after:.1f} MiB, {100 * after / before:.0f} % of {checkpoint.name}'s {before:.1f} MiB)")
 
@@ -46,19 +57,14 @@ def export(
     ctx: typer.Context,
     weights: CheckpointOpt = None,
     fmt: Annotated[str, typer.Option("--format", help="torchscript, or onnx (needs the export extra: onnx, onnxruntime).")] = "torchscript",
-    output: Annotated[
-        Optional[Path],
-        typer.Option("--output", "-o", help="File to write (default: the checkpoint's name with .ts / .onnx, beside "
-                     "it); never overwritten. <file>.json beside it says what goes in and out."),
-    ] = None,
+    output_dir: ExportOutputOpt = None,
+    output: OldOutputOpt = None,
     samples: Annotated[
         Optional[List[Path]],
         typer.Option("--sample", metavar="IMAGE", help="Image to trace and check the export on (repeatable; default: "
                      "two generated ones)."),
     ] = None,
-    model: ModelOpt = "teacher",
-    preset: PresetOpt = None,
-    config_file: ConfigFileOpt = None,
+    model=MODEL,
     device: DeviceOpt = None,
 ) -> None:
     """Export a checkpoint's model (frozen batch norm folded) to TorchScript or ONNX.
@@ -70,13 +76,12 @@ def export(
     from ..inference.export import SUFFIX, export_model
 
     overrides = config_overrides_only(ctx.args)
-    weights = weights_or_latest_run(weights)
-    cfg = inference_cfg(weights, overrides, default_preset=DEFAULT_PRESET, preset=preset,
-                        config_file=config_file, device=device)
+    weights, cfg = checkpoint_cfg(weights, overrides, model, default_preset=DEFAULT_PRESET, device=device)
     if fmt not in SUFFIX:
         raise PoliteTeacherError(f"--format must be torchscript or onnx, got '{fmt}'")
-    target = output or Path(weights).with_suffix(SUFFIX[fmt])
-    report = export_model(cfg, weights, target, fmt=fmt, which=model, samples=samples or ())
+    default = Path(weights).with_suffix(SUFFIX[fmt])
+    target = output_file(output_dir, output, default.name) or default
+    report = export_model(cfg, weights, target, fmt=fmt, which=model.which, samples=samples or ())
     diffs = ", ".join(f"{k} {v:.2g}" for k, v in report.differences.items())
-    typer.echo(f"{report.path} ({fmt}, {model}); checked on {report.samples} image(s), largest differences: {diffs}")
+    typer.echo(f"{report.path} ({fmt}, {model.which}); checked on {report.samples} image(s), largest differences: {diffs}")
     typer.echo(f"inputs, outputs and classes: {report.sidecar}")

@@ -2,23 +2,22 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import List
 
 import typer
 from typing_extensions import Annotated
 
 from . import app
-from .common import OldOutputOpt, deprecated_alias
+from .options import OldOutputOpt, deprecated_alias, output_dir_option
+
+OutputDirOpt = output_dir_option("Folder to write curves.png into, or the .png file to write (default: "
+                                 "RUN/curves.png; for several runs runs/compare/<run>+<run>.../curves.png).")
 
 
 @app.command("plot")
 def plot(
     run_dirs: Annotated[List[Path], typer.Argument(metavar="RUN", help="Run folder(s) holding metrics.json.")],
-    output_dir: Annotated[
-        Optional[Path],
-        typer.Option("--output-dir", "-o", help="Folder to write curves.png into, or the .png file to write "
-                     "(default: RUN/curves.png; for several runs runs/compare/<run>+<run>.../curves.png)."),
-    ] = None,
+    output_dir: OutputDirOpt = None,
     output: OldOutputOpt = None,
 ) -> None:
     """Draw a run's curves to a PNG: losses, pseudo-label losses, learning rate, AP and pseudo-labels.

@@ -9,13 +9,16 @@ from typing_extensions import Annotated
 
 from . import app
 from ..errors import PoliteTeacherError
-from .common import (
-    EXTRA_ARGS, CheckpointOpt, ConfigFileOpt, DeviceOpt, OldOutputOpt, PresetOpt,
-    deprecated_alias, split_overrides,
+from .options import (
+    EXTRA_ARGS, MODEL, CheckpointOpt, DeviceOpt, OldOutputOpt, deprecated_alias, images_argument,
+    output_dir_option,
 )
-from .training_options import ModelOpt, inference_cfg, output_dir_override, weights_or_latest_run
+from .resolve import checkpoint_cfg, images_and_overrides, output_dir_override
 
 DEFAULT_PRESET = "baseline_sup10"
+ImagesArg = images_argument()
+OutputDirOpt = output_dir_option("Folder for overlays and results (default: runs/predict); when it holds earlier "
+                                 "results, the next free numbered one (runs/predict2, ...).")
 
 
 def class_name_overrides(data: Optional[Path], dataset: Optional[str]) -> List[str]:
@@ -42,19 +45,10 @@ def class_name_overrides(data: Optional[Path], dataset: Optional[str]) -> List[s
 @app.command("predict", context_settings=EXTRA_ARGS)
 def predict(
     ctx: typer.Context,
-    images: Annotated[
-        Optional[List[str]],
-        typer.Argument(metavar="IMAGE|FOLDER|GLOB", show_default=False,
-                       help="Image files, folders of images or glob patterns; trailing KEY VALUE pairs "
-                       "override config keys."),
-    ] = None,
+    images: ImagesArg = None,
     weights: CheckpointOpt = None,
     threshold: Annotated[float, typer.Option("--threshold", help="Keep detections with score >= this.")] = 0.5,
-    output_dir: Annotated[
-        Optional[Path],
-        typer.Option("--output-dir", "-o", help="Folder for overlays and results (default: runs/predict); when "
-                     "it holds earlier results, the next free numbered one (runs/predict2, ...)."),
-    ] = None,
+    output_dir: OutputDirOpt = None,
     output: OldOutputOpt = None,
     batch_size: Annotated[
         Optional[int], typer.Option("--batch-size", help="Images per forward pass (default: 8 on a GPU, 2 on the CPU).")
@@ -75,9 +69,7 @@ def predict(
         Optional[int], typer.Option("--webcam", metavar="N", help="Segment camera N (0: the first) instead of files: a "
                                     "window, or frames written as PNGs where there is no display; Ctrl-C stops.")
     ] = None,
-    model: ModelOpt = "teacher",
-    preset: PresetOpt = None,
-    config_file: ConfigFileOpt = None,
+    model=MODEL,
     data: Annotated[
         Optional[Path], typer.Option("--data", metavar="FILE", help="Dataset file whose class names to use.")
     ] = None,
@@ -98,10 +90,7 @@ def predict(
     """
     from ..predict import predict as run_predict, predict_webcam
 
-    items, overrides = split_overrides([*(images or []), *ctx.args])
-    unknown = [t for t in items if t.startswith("-") and not Path(t).exists()]
-    if unknown:
-        raise PoliteTeacherError(f"unknown option(s) {' '.join(unknown)}; see `politeteacher predict --help`")
+    items, overrides = images_and_overrides(images, ctx.args, "predict")
     if not items and webcam is None:
         raise PoliteTeacherError("no images given; pass image files, folders or glob patterns")
     if items and webcam is not None:
@@ -109,21 +98,20 @@ def predict(
     output_dir = deprecated_alias(output, output_dir, "--output", "--output-dir")
     output_dir, overrides = output_dir_override(output_dir, overrides)
     output_dir = output_dir or Path("runs/predict")
-    weights = weights_or_latest_run(weights)
-    cfg = inference_cfg(weights, overrides, default_preset=DEFAULT_PRESET, preset=preset,
-                        config_file=config_file, device=device, data_flags=class_name_overrides(data, dataset))
+    weights, cfg = checkpoint_cfg(weights, overrides, model, default_preset=DEFAULT_PRESET, device=device,
+                                  data_flags=class_name_overrides(data, dataset))
     if webcam is not None:
-        report = predict_webcam(cfg, webcam, weights, output_dir, threshold=threshold, which=model,
+        report = predict_webcam(cfg, webcam, weights, output_dir, threshold=threshold, which=model.which,
                                 classes=classes, save_masks=save_masks, save_txt=save_txt)
     else:
-        report = run_predict(cfg, items, weights, output_dir, threshold=threshold, which=model,
+        report = run_predict(cfg, items, weights, output_dir, threshold=threshold, which=model.which,
                              batch_size=batch_size, classes=classes, overlays=not no_overlays,
                              save_masks=save_masks, save_txt=save_txt)
     for path, why in report.skipped:
         typer.echo(f"skipped {path}: {why}", err=True)
     typer.echo(
         f"{report.num_images} image(s), {report.num_detections} detection(s) with score >= {threshold:g} "
-        f"from {weights} ({model}), {report.images_per_s:.2f} images/s"
+        f"from {weights} ({model.which}), {report.images_per_s:.2f} images/s"
     )
     if report.predictions_json is None:
         typer.echo(f"no frame was read; nothing written to {report.output_dir}")

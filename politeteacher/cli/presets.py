@@ -7,8 +7,8 @@ from rich.table import Table
 
 from ..presets import preset_path, presets_by_family
 from . import Typer, app
-from .common import EXTRA_ARGS
-from .training_options import config_overrides_only
+from .options import EXTRA_ARGS
+from .resolve import config_overrides_only
 
 presets_app = Typer(help="List and show the built-in presets.", no_args_is_help=True)
 app.add_typer(presets_app, name="presets")

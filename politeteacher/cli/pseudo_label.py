@@ -2,17 +2,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import typer
 from typing_extensions import Annotated
 
 from . import app
 from ..errors import PoliteTeacherError
-from .common import EXTRA_ARGS, CheckpointOpt, ConfigFileOpt, DatasetOpt, DeviceOpt, PresetOpt, split_overrides
-from .training_options import ModelOpt, inference_cfg, output_dir_override, weights_or_latest_run
+from .options import EXTRA_ARGS, MODEL, CheckpointOpt, DatasetOpt, DeviceOpt, images_argument, output_dir_option
+from .resolve import checkpoint_cfg, images_and_overrides, output_dir_override
 
 DEFAULT_PRESET = "polite_teacher_sup10"
+ImagesArg = images_argument(" (not with --sweep)")
+OutputDirOpt = output_dir_option("Folder for the results (default: runs/pseudo-label); when it holds earlier "
+                                 "results, the next free numbered one.")
 
 
 def _annotated_images(data: Path, dataset, json_file, image_dir):
@@ -33,12 +36,7 @@ def _annotated_images(data: Path, dataset, json_file, image_dir):
 @app.command("pseudo-label", context_settings=EXTRA_ARGS)
 def pseudo_label(
     ctx: typer.Context,
-    images: Annotated[
-        Optional[List[str]],
-        typer.Argument(metavar="IMAGE|FOLDER|GLOB", show_default=False,
-                       help="Image files, folders of images or glob patterns (not with --sweep); trailing "
-                       "KEY VALUE pairs override config keys."),
-    ] = None,
+    images: ImagesArg = None,
     weights: CheckpointOpt = None,
     box_threshold: Annotated[
         Optional[float],
@@ -68,14 +66,8 @@ def pseudo_label(
         str, typer.Option("--mask-iou-thresholds", help="Mask-IoU thresholds of the sweep, comma-separated.")
     ] = "0,0.5,0.7,0.8,0.9",
     max_images: Annotated[int, typer.Option("--max-images", help="Sweep over the first N images.")] = 200,
-    output_dir: Annotated[
-        Optional[Path],
-        typer.Option("--output-dir", "-o", help="Folder for the results (default: runs/pseudo-label); when it "
-                     "holds earlier results, the next free numbered one."),
-    ] = None,
-    model: ModelOpt = "teacher",
-    preset: PresetOpt = None,
-    config_file: ConfigFileOpt = None,
+    output_dir: OutputDirOpt = None,
+    model=MODEL,
     device: DeviceOpt = None,
 ) -> None:
     """See the teacher's pseudo-labels, as train-ssl makes them, or choose the thresholds from data.
@@ -91,14 +83,11 @@ def pseudo_label(
     """
     from ..engine.threshold_sweep import format_table, parse_grid
 
-    items, overrides = split_overrides([*(images or []), *ctx.args])
-    unknown = [t for t in items if t.startswith("-") and not Path(t).exists()]
-    if unknown:
-        raise PoliteTeacherError(f"unknown option(s) {' '.join(unknown)}; see `politeteacher pseudo-label --help`")
+    items, overrides = images_and_overrides(images, ctx.args, "pseudo-label")
     if data is not None:
         dataset, json_file, image_dir = _annotated_images(data, dataset, json_file, image_dir)
-    weights = weights_or_latest_run(weights)
     output_dir, overrides = output_dir_override(output_dir, overrides)
+    weights, cfg = checkpoint_cfg(weights, overrides, model, default_preset=DEFAULT_PRESET, device=device)
     out = output_dir or Path("runs/pseudo-label")
     if sweep:
         if items:
@@ -111,13 +100,12 @@ def pseudo_label(
                                                                                   "--mask-iou-thresholds")
         from ..pseudo_label import sweep as run_sweep
 
-        cfg = inference_cfg(weights, overrides, default_preset=DEFAULT_PRESET, preset=preset,
-                            config_file=config_file, device=device)
         report = run_sweep(cfg, weights, out, dataset=dataset,
                            json_file=str(json_file.expanduser().resolve()) if json_file else None,
                            images=str(image_dir.expanduser().resolve()) if image_dir else None,
-                           box_thresholds=boxes, mask_iou_thresholds=masks, max_images=max_images, which=model)
-        typer.echo(f"{report.num_images} image(s), teacher of {weights} ({model}); at IoU 0.5 ('-': nothing to measure):")
+                           box_thresholds=boxes, mask_iou_thresholds=masks, max_images=max_images, which=model.which)
+        typer.echo(f"{report.num_images} image(s), teacher of {weights} ({model.which}); at IoU 0.5 "
+                   "('-': nothing to measure):")
         typer.echo(format_table(report.rows, report.suggested))
         if report.suggested is None:
             typer.echo("no suggestion: no pseudo box matched the ground truth at any threshold")
@@ -135,14 +123,12 @@ def pseudo_label(
         raise PoliteTeacherError("no images given; pass image files, folders or glob patterns (or --sweep)")
     from ..pseudo_label import pseudo_label as run_pseudo_label
 
-    cfg = inference_cfg(weights, overrides, default_preset=DEFAULT_PRESET, preset=preset,
-                        config_file=config_file, device=device)
-    report = run_pseudo_label(cfg, items, weights, out, box_threshold, mask_iou_threshold, which=model)
+    report = run_pseudo_label(cfg, items, weights, out, box_threshold, mask_iou_threshold, which=model.which)
     for path, why in report.skipped:
         typer.echo(f"skipped {path}: {why}", err=True)
     typer.echo(
         f"{len(report.overlays)} image(s): {report.num_labels} pseudo-label(s) with score > {report.box_threshold:g}, "
         f"{report.num_valid} with a valid mask (mask IoU > {report.mask_iou_threshold:g}), "
-        f"{report.num_rejected} detection(s) rejected; teacher of {weights} ({model})"
+        f"{report.num_rejected} detection(s) rejected; teacher of {weights} ({model.which})"
     )
     typer.echo(f"results: {report.output_dir} (overlays, {report.labels_json.name}, {report.histograms.name})")

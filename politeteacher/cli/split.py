@@ -8,27 +8,30 @@ import typer
 
 from ..errors import PoliteTeacherError
 from . import app
-from .common import DataFileOpt, DatasetOpt, OldOutputOpt, TrainImagesOpt, TrainJsonOpt, deprecated_alias
+from .options import SPLIT_DATA, DataOptions, OldOutputOpt, deprecated_alias, output_dir_option
+
+OutputDirOpt = output_dir_option("Folder to write the split file into, or the .json file to write (default: "
+                                 "splits/<dataset>_<P>pct_seed<S>.json).")
 
 
-def _dataset_argument(dataset: Optional[str], train_json: Optional[Path], train_images: Optional[Path],
-                      data: Optional[Path]) -> str:
-    if data is not None:
+def _dataset_argument(data: DataOptions) -> str:
+    if data.data is not None:
         from ..data.data_file import load_data_file
 
-        if dataset is not None or train_json is not None:
+        if data.dataset is not None or data.train_json is not None:
             raise PoliteTeacherError("--data names the training set already; drop --dataset / --train-json")
-        loaded = load_data_file(data)
+        loaded = load_data_file(data.data)
         if not (loaded.train_json or loaded.train):
             raise PoliteTeacherError(f"dataset file {loaded.path} has no train_json or train to split; add one")
         return str(loaded.train_json) if loaded.train_json else loaded.train
-    if train_json is not None:
-        if dataset is not None:
+    if data.train_json is not None:
+        if data.dataset is not None:
             raise PoliteTeacherError("pass either --dataset or --train-json, not both")
-        if train_images is not None and not train_images.is_dir():
-            raise PoliteTeacherError(f"image folder {train_images} not found; pass the folder of --train-json's images")
-        return str(train_json.expanduser().resolve())
-    return dataset or "coco_2017_train"
+        if data.train_images is not None and not data.train_images.is_dir():
+            raise PoliteTeacherError(f"image folder {data.train_images} not found; pass the folder of --train-json's "
+                                     "images")
+        return str(data.train_json.expanduser().resolve())
+    return data.dataset or "coco_2017_train"
 
 
 def _check_output(split, output: Path, force: bool) -> None:
@@ -86,15 +89,8 @@ def split(
         None, "--split-seed", help="Seed of the random choice (default 1, as in the paper)."
     ),
     seed: Optional[int] = typer.Option(None, "--seed", hidden=True),  # before 0.3.0; kept for one version
-    dataset: DatasetOpt = None,
-    data: DataFileOpt = None,
-    train_json: TrainJsonOpt = None,
-    train_images: TrainImagesOpt = None,
-    output_dir: Optional[Path] = typer.Option(
-        None, "--output-dir", "-o",
-        help="Folder to write the split file into, or the .json file to write (default: "
-        "splits/<dataset>_<P>pct_seed<S>.json).",
-    ),
+    data=SPLIT_DATA,
+    output_dir: OutputDirOpt = None,
     output: OldOutputOpt = None,
     from_ut: Optional[Path] = typer.Option(
         None, "--from-ut", help="Import this (percent, seed) from Unbiased Teacher's COCO_supervision.txt."
@@ -116,7 +112,7 @@ def split(
     seed = deprecated_alias(seed, split_seed, "--seed", "--split-seed")
     seed = 1 if seed is None else seed
     output = deprecated_alias(output, output_dir, "--output", "--output-dir")
-    source = _dataset_argument(dataset, train_json, train_images, data)
+    source = _dataset_argument(data)
     if from_ut is not None and not from_ut.is_file():
         raise PoliteTeacherError(f"{from_ut} not found; pass Unbiased Teacher's COCO_supervision.txt")
     loaded = load_dataset(source)
@@ -145,10 +141,10 @@ def split(
     _print_counts(counts)
     if to_ut is not None:
         typer.echo(f"Unbiased Teacher entry [{chosen.percent:g}][{chosen.seed}] written to {to_ut}")
-    if train_json is not None and train_images is not None:
-        starter = _write_starter_data_file(output, train_json, train_images)
+    if data.train_json is not None and data.train_images is not None:
+        starter = _write_starter_data_file(output, data.train_json, data.train_images)
         if starter is not None:
             typer.echo(f"dataset file (add your val and unlabelled images to it): {starter}")
             typer.echo(f"Train with: --data {starter}")
             return
-    typer.echo(f"Train with: --split {output}" + (f" --data {data}" if data is not None else ""))
+    typer.echo(f"Train with: --split {output}" + (f" --data {data.data}" if data.data is not None else ""))

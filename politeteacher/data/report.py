@@ -66,7 +66,7 @@ class FolderReport:
 
 
 def named_sets(data_overrides: Sequence[str]) -> Tuple[List[Tuple[str, str]], List[str]]:
-    """What the data options (`cli.common.data_overrides`) name, registered and checked (missing files are
+    """What the data options (`cli.options.DataOptions.overrides`) name, registered and checked (missing files are
     one-line errors): ``(role, dataset name)`` for the training sets then the validation sets, and the
     unlabelled folders. Nothing comes from a preset."""
     from ..config import resolve_config

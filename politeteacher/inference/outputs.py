@@ -6,7 +6,7 @@ import io
 import json
 import os
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -21,6 +21,15 @@ MASKS_DIR = "masks"
 RESULT_FILES = (STREAM_FILE, PREDICTIONS_FILE, IMAGES_FILE, CSV_FILE)
 CSV_COLUMNS = ("file", "frame", "image_id", "instance", "class", "category_id", "score", "mask_score",
                "x", "y", "width", "height", "mask_file")
+
+
+def first_free(stem: str, taken: Callable[[str], bool]) -> str:
+    """`stem`, else `stem_2`, `stem_3`, ...: the first name that `taken` says is free."""
+    name, k = stem, 1
+    while taken(name):
+        k += 1
+        name = f"{stem}_{k}"
+    return name
 
 
 def render_overlay(rgb: np.ndarray, instances, names: Sequence[str]) -> np.ndarray:
@@ -108,11 +117,8 @@ class ResultWriter:
     def free_name(self, stem: str, suffix: str = ".png") -> str:
         """`stem`, else `stem_2`, ...: a name no file of this run and no file in the folder has
         (`<name><suffix>`, and `masks/<name>_1.png` when masks are written)."""
-        name, k = stem, 1
-        while (name in self._used or (self.folder / f"{name}{suffix}").exists()
-               or (self.masks and (self.folder / MASKS_DIR / f"{name}_1.png").exists())):
-            k += 1
-            name = f"{stem}_{k}"
+        name = first_free(stem, lambda n: n in self._used or (self.folder / f"{n}{suffix}").exists()
+                          or (self.masks and (self.folder / MASKS_DIR / f"{n}_1.png").exists()))
         self._used.add(name)
         return name
 

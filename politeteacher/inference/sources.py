@@ -82,6 +82,15 @@ class ImageFiles(torch.utils.data.Dataset):
         return item
 
 
+def collect_inputs(items: Sequence[str], task: str) -> Tuple[List[Path], List[Tuple[str, str]]]:
+    """`collect_images`, refusing `items` that give no file: "no images to <task> (why each gave none)"."""
+    files, skipped = collect_images(items)
+    if not files:
+        why = "; ".join(f"{p}: {r}" for p, r in skipped) or "no inputs"
+        raise PoliteTeacherError(f"no images to {task} ({why}); pass image files, folders or globs")
+    return files, skipped
+
+
 def image_batches(files: Sequence[Path], make_input, input_format: str, batch_size: int, workers: int,
                   keep_original: bool) -> Iterator[List[Dict[str, Any]]]:
     """Batches of `ImageFiles` items in file order; `workers` processes decode and resize the next

@@ -28,7 +28,7 @@ def test_presets_list_and_show():
 
 
 def test_top_level_config_keys_are_overrides():
-    from politeteacher.cli.common import TOP_LEVEL_KEYS, split_overrides
+    from politeteacher.cli.resolve import TOP_LEVEL_KEYS, split_overrides
     from politeteacher.config import get_politeteacher_cfg
 
     cfg = get_politeteacher_cfg()

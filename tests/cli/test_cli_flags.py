@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from politeteacher.cli.common import run_overrides
+from politeteacher.cli.resolve import run_overrides
 from politeteacher.data.synthetic import generate_dataset
 from politeteacher.errors import PoliteTeacherError
 from tiny import TINY_MODEL
@@ -142,6 +142,24 @@ def test_predict_old_output_spelling_is_read(tmp_path):
     assert_one_line_error(out, "missing.pth")
     both = run_in_process("predict", tmp_path, "--output", tmp_path / "p", "-o", tmp_path / "q")
     assert_one_line_error(both, "--output-dir only")
+
+
+def test_strip_output_dir_is_the_file_or_a_folder_and_its_old_spelling(tmp_path):
+    """strip (like export) writes one file: -o/--output-dir names it, or an existing folder to write it into."""
+    src = tmp_path / "m.pth"
+    torch.save({"model": torch.nn.Linear(3, 2).state_dict()}, src)
+    (tmp_path / "into").mkdir()
+    into = run_in_process("strip", src, "-o", tmp_path / "into")
+    assert into.returncode == 0, into.stderr
+    assert [p.name for p in (tmp_path / "into").iterdir()] == ["m_weights.pth"]
+    named = run_in_process("strip", src, "--output-dir", tmp_path / "w.pth")
+    assert named.returncode == 0 and "deprecated" not in named.stderr, named.stderr
+    assert torch.load(tmp_path / "w.pth")["model"].keys() == {"weight", "bias"}
+    old = run_in_process("strip", src, "--output", tmp_path / "old.pth")
+    assert old.returncode == 0 and OUTPUT_DEPRECATED in old.stderr, old.stderr
+    assert (tmp_path / "old.pth").is_file()
+    assert_one_line_error(run_in_process("strip", src, "--output", tmp_path / "a.pth", "-o", tmp_path / "b.pth"),
+                          "--output-dir only")
 
 
 def test_split_reports_instances_per_class(tmp_path):

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from cli.helpers import assert_one_line_error, run_in_process
-from politeteacher.cli.training_options import resume_command
+from politeteacher.cli.train import resume_command
 
 ENV = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
 
