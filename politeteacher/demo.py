@@ -23,7 +23,17 @@ from typing import Dict, List, Sequence
 import torch
 
 from .config import resolve_config
+from .data.splits import make_split
+from .data.synthetic import demo_paths, ensure_demo_dataset
+from .engine.checkpoint import FINAL_NAME
+from .engine.launch import setup_logging
+from .engine.run import run_train_baseline, run_train_ssl
 from .errors import PoliteTeacherError
+from .evaluation.evaluate import run_evaluate
+from .io import atomic_write
+from .modeling.weights import extract_model_state_dict
+from .predict import predict
+from .pretrained import pretrained_file_data
 
 logger = logging.getLogger(__name__)
 
@@ -59,14 +69,6 @@ def _ap(results: Dict[str, dict]) -> Dict[str, float]:
 def run_demo(output_dir: Path = Path("runs/demo"), force: bool = False, overrides: Sequence[str] = ()) -> DemoReport:
     """Run the demo workflow into `output_dir`; `overrides` (KEY VALUE, ...) apply to both trainings
     (e.g. SOLVER.MAX_ITER for a quicker look). Refuses a non-empty folder unless `force`."""
-    from .data.splits import make_split
-    from .data.synthetic import demo_paths, ensure_demo_dataset
-    from .engine.run import run_train_baseline
-    from .evaluation.evaluate import run_evaluate
-    from .engine.launch import setup_logging
-    from .engine.run import run_train_ssl
-    from .predict import predict
-
     out = Path(output_dir).resolve()
     if out.is_dir() and any(out.iterdir()) and not force:
         raise PoliteTeacherError(f"{out} is not empty; pass --force to run the demo again there, or another --output-dir")
@@ -92,7 +94,7 @@ def run_demo(output_dir: Path = Path("runs/demo"), force: bool = False, override
     if start > 0:  # keep the checkpoint Polite Teacher starts from
         baseline_cfg.SOLVER.CHECKPOINT_PERIOD = start
     run_train_baseline(baseline_cfg, force=force)
-    report.baseline_weights = out / "baseline" / "model_final.pth"
+    report.baseline_weights = out / "baseline" / f"{FINAL_NAME}.pth"
     # With overrides that make the second stage as long as the first (a quick look), it starts
     # from the baseline's end instead.
     start_weights = out / "baseline" / f"model_{start - 1:07d}.pth" if start > 0 else report.baseline_weights
@@ -100,7 +102,7 @@ def run_demo(output_dir: Path = Path("runs/demo"), force: bool = False, override
     logger.info("4/6 train-ssl from %s (preset %s, %d iterations)", start_weights, SSL_PRESET, ssl_iters)
     ssl_cfg.MODEL.WEIGHTS = str(start_weights)
     run_train_ssl(ssl_cfg, force=force)
-    report.ssl_weights = out / "polite_teacher" / "model_final.pth"
+    report.ssl_weights = out / "polite_teacher" / f"{FINAL_NAME}.pth"
 
     def run_cfg(run: str, output: str):
         """The resolved config a training run saved (classes included), writing into `output`."""
@@ -128,14 +130,9 @@ def run_pretrain(output_dir: Path = Path("runs/demo_source"), force: bool = Fals
     `output_dir`, then write its final weights, class-specific layers left out, in float16, to
     `output_dir/demo_source_R18_GN.pkl` and return that path. Copied to the package's `weights/`
     folder (`make demo-weights` does both), it is the file the `demo` preset starts from."""
-    from .engine.run import run_train_baseline
-    from .io import atomic_write
-    from .modeling.weights import extract_model_state_dict
-    from .pretrained import pretrained_file_data
-
     out = Path(output_dir).resolve()
     run_train_baseline(resolve_config(SOURCE_PRESET, overrides=["OUTPUT_DIR", str(out), *overrides]), force=force)
-    state = extract_model_state_dict(torch.load(out / "model_final.pth", map_location="cpu"))
+    state = extract_model_state_dict(torch.load(out / f"{FINAL_NAME}.pth", map_location="cpu"))
     target = out / PRETRAINED_NAME
     atomic_write(target, lambda f: pickle.dump(pretrained_file_data(state), f, protocol=4))
     logger.info("Pre-trained weights: %s (%.1f MB)", target, target.stat().st_size / 1e6)

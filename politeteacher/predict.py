@@ -40,11 +40,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
+import cv2
 import numpy as np
 import torch
 
 from .data.classes import class_metadata
 from .errors import PoliteTeacherError
+from .evaluation.coco import instances_to_coco_json_with_mask_scores
 from .inference.model import Predictor, checkpoint_classes, read_checkpoint
 from .inference.outputs import (
     CSV_FILE, IMAGES_FILE, MASKS_DIR, PREDICTIONS_FILE, RESULT_FILES, STREAM_FILE, ResultWriter, output_folder,
@@ -52,7 +54,8 @@ from .inference.outputs import (
 )
 from .inference.progress import Progress
 from .inference.sources import (
-    IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, collect_images, collect_inputs, image_batches, is_video,
+    IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, collect_images, collect_inputs, image_batches, is_video, open_video,
+    video_frames,
 )
 
 logger = logging.getLogger(__name__)
@@ -128,8 +131,6 @@ class _Run:
         return instances[keep]
 
     def results(self, instances, entry: dict) -> List[dict]:
-        from .evaluation.coco import instances_to_coco_json_with_mask_scores
-
         results = instances_to_coco_json_with_mask_scores(instances, entry["id"])
         for r in results:
             r["category_id"] = int(self.to_dataset_id[r["category_id"]])
@@ -284,10 +285,6 @@ def _predict_frames(run: _Run, writer: ResultWriter, report: PredictReport, fram
 def _predict_video(run: _Run, writer: ResultWriter, report: PredictReport, video: Path, batch_size: int,
                    progress: Optional[bool]) -> None:
     """One video file: the annotated video `<stem>.mp4` (same frame rate and size) and per-frame results."""
-    import cv2
-
-    from .inference.sources import open_video, video_frames
-
     capture = open_video(str(video), str(video))
     fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
     total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
@@ -331,10 +328,6 @@ def predict_webcam(
     """Segment the frames of camera `camera` until it stops, Ctrl-C (or q / Esc in the window), or
     `max_frames`. `show`: a window (default: when OpenCV has a GUI and a display exists); otherwise each
     annotated frame is written as `webcam<N>_<frame>.png`. Results as for a video (see the module doc)."""
-    import cv2
-
-    from .inference.sources import open_video, video_frames
-
     capture = open_video(camera, f"webcam {camera}")
     out_dir = output_folder(output_dir, [])
     run = _Run(cfg, weights, which, threshold, classes, overlays=True)
@@ -371,6 +364,4 @@ def predict_webcam(
 
 
 def _has_gui() -> bool:
-    import cv2
-
     return re.search(r"GUI:\s+NONE", cv2.getBuildInformation()) is None

@@ -33,8 +33,23 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
+import pycocotools.mask as mask_util
+import torch
+from detectron2.data import transforms as T
+from tqdm import tqdm
 
+from .data.classes import class_metadata
+from .data.datasets import _thing_classes, get_dataset_dicts, register_all
+from .data.mappers import WeakMapper
+from .engine.pseudo_labels import teacher_pseudo_labels
+from .engine.pseudo_views import draw_pseudo_labels, histograms_png, view_rgb
+from .engine.threshold_sweep import RULE, ImageEvidence, heatmap_png, suggest, sweep_table
 from .errors import PoliteTeacherError
+from .inference.outputs import first_free, output_folder, png_bytes
+from .inference.sources import collect_inputs
+from .io import atomic_write, atomic_write_text, writable_folder
+from .modeling import load_centermask_weights
+from .modeling.build import build_centermask
 
 logger = logging.getLogger(__name__)
 
@@ -81,10 +96,6 @@ class SweepReport:
 def view_mapper(cfg):
     """The weak view of training without its randomness (see the module doc); ground-truth
     annotations, when a dataset dict has them, become `instances` in the view's coordinates."""
-    from detectron2.data import transforms as T
-
-    from .data.mappers import WeakMapper
-
     mapper = WeakMapper(cfg, is_train=True)
     mapper.augmentations = T.AugmentationList(
         [T.ResizeShortestEdge(max(cfg.INPUT.MIN_SIZE_TRAIN), cfg.INPUT.MAX_SIZE_TRAIN)]
@@ -95,9 +106,6 @@ def view_mapper(cfg):
 def load_teacher(cfg, weights: str, which: str = "teacher"):
     """The model of `weights` (the teacher or the student of a two-model checkpoint) as the trainer
     holds its teacher: built from `cfg`, loaded strictly, in eval mode, batch norm not folded."""
-    from .modeling.build import build_centermask
-    from .modeling import load_centermask_weights
-
     if which not in ("teacher", "student"):
         raise PoliteTeacherError(f"--model must be teacher or student, got '{which}'")
     model = build_centermask(cfg)
@@ -107,8 +115,6 @@ def load_teacher(cfg, weights: str, which: str = "teacher"):
 
 def _autocast(cfg):
     """The trainer's precision for its teacher: mixed on a GPU with SOLVER.AMP.ENABLED."""
-    import torch
-
     return torch.autocast("cuda", enabled=cfg.SOLVER.AMP.ENABLED and cfg.MODEL.DEVICE.startswith("cuda"))
 
 
@@ -122,8 +128,6 @@ def _thresholds(cfg, box_threshold: Optional[float], mask_iou_threshold: Optiona
 def _batches(mapper, dicts: Sequence[dict], size: int, skipped: List[Tuple[str, str]]) -> Iterator[list]:
     """Lists of up to `size` (dataset dict, model input, transforms); unreadable images are skipped
     (with a warning, into `skipped`)."""
-    from tqdm import tqdm
-
     batch = []
     for d in tqdm(dicts, unit="img", disable=not sys.stderr.isatty(), leave=False):
         try:
@@ -144,8 +148,6 @@ def _batches(mapper, dicts: Sequence[dict], size: int, skipped: List[Tuple[str, 
 
 def _coco_annotations(labels, transforms, image_id: int, to_dataset_id: Dict[int, int], first_id: int) -> List[dict]:
     """The pseudo-labels of one view as COCO annotations in the image's own coordinates."""
-    import pycocotools.mask as mask_util
-
     inverse = transforms.inverse()
     labels = labels.to("cpu")
     boxes = inverse.apply_box(labels.gt_boxes.tensor.numpy()) if len(labels) else np.zeros((0, 4))
@@ -176,13 +178,6 @@ def pseudo_label(
 ) -> PseudoLabelReport:
     """The pseudo-labels `train-ssl` would make on the images of `inputs` (files, folders, globs) with
     the teacher of `weights`; overlays, COCO JSON and histograms into `output_dir` (module doc)."""
-    from .engine.pseudo_labels import teacher_pseudo_labels
-    from .engine.pseudo_views import draw_pseudo_labels, histograms_png, view_rgb
-    from .data.classes import class_metadata
-    from .inference.outputs import first_free, output_folder, png_bytes
-    from .inference.sources import collect_inputs
-    from .io import atomic_write, atomic_write_text, writable_folder
-
     b, m = _thresholds(cfg, box_threshold, mask_iou_threshold)
     files, skipped = collect_inputs(inputs, "pseudo-label")
     out = writable_folder(output_folder(output_dir, files, RESULT_FILES), "--output-dir")
@@ -234,8 +229,6 @@ def annotated_dicts(cfg, dataset: Optional[str] = None, json_file: Optional[str]
                     images: Optional[str] = None) -> List[dict]:
     """The dataset dicts of a registered or built-in dataset, or of a COCO JSON and its image folder;
     their classes must be the model's."""
-    from .data.datasets import _thing_classes, get_dataset_dicts, register_all
-
     if (dataset is None) == (json_file is None):
         raise PoliteTeacherError("--sweep needs annotated images: pass --dataset NAME, or --json FILE with --images DIR")
     if (json_file is None) != (images is None):
@@ -271,11 +264,6 @@ def sweep(
     which: str = "teacher",
 ) -> SweepReport:
     """The threshold sweep on the first `max_images` images of an annotated dataset (module doc)."""
-    from .engine.pseudo_labels import teacher_pseudo_labels
-    from .engine.threshold_sweep import RULE, ImageEvidence, heatmap_png, suggest, sweep_table
-    from .inference.outputs import output_folder
-    from .io import atomic_write, atomic_write_text, writable_folder
-
     if max_images < 1:
         raise PoliteTeacherError(f"--max-images must be at least 1, got {max_images}")
     dicts = annotated_dicts(cfg, dataset, json_file, images)[:max_images]

@@ -21,7 +21,9 @@ from detectron2.config import CfgNode
 from PIL import Image
 
 from ..errors import PoliteTeacherError
-from .datasets import _first_line, dataset_json, get_dataset_dicts, image_files, oriented_size
+from .datasets import (
+    _first_line, apply_dataset_classes, dataset_json, get_dataset_dicts, image_files, oriented_size, register_all,
+)
 from .splits import split_for
 
 logger = logging.getLogger(__name__)
@@ -161,3 +163,10 @@ def check_evaluation_data(cfg: CfgNode) -> CfgNode:
         _check_masks(name, dicts, validation=True)
     _check_images({}, (), test, skip=False)
     return cfg
+
+
+def setup_datasets(cfg: CfgNode) -> CfgNode:
+    """register_all + apply_dataset_classes + `check_training_data` (the split, the
+    annotations' masks and every image the run will read): what a training command runs, once, on
+    the launching process, before building a model."""
+    return check_training_data(apply_dataset_classes(register_all(cfg)))

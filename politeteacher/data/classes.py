@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 from typing import Dict, List, Tuple
 
+from detectron2.data import MetadataCatalog
+
+from .datasets import GENERATED
+
 
 def class_metadata(cfg) -> Tuple[List[str], Dict[int, int]]:
     """(class names, contiguous id -> dataset category id) for a config, without registering, making
@@ -28,10 +32,6 @@ def _training_categories(cfg) -> Tuple[List[int], List[str]]:
     what is known without loading it: the categories of DATASETS.CUSTOM.TRAIN_JSON when that file is
     at hand, the generated sets' categories (in code), or the metadata of a registered name (detectron2
     registers the COCO built-ins' on import). ([], []) otherwise."""
-    from detectron2.data import MetadataCatalog
-
-    from .datasets import GENERATED
-
     name = cfg.DATASETS.TRAIN[0] if cfg.DATASETS.TRAIN else ""
     if cfg.DATASETS.CUSTOM.TRAIN_JSON:
         try:

@@ -307,15 +307,6 @@ def apply_dataset_classes(cfg: CfgNode) -> CfgNode:
     return cfg
 
 
-def setup_datasets(cfg: CfgNode) -> CfgNode:
-    """register_all + apply_dataset_classes + :func:`~.checks.check_training_data` (the split, the
-    annotations' masks and every image the run will read): what a training command runs, once, on
-    the launching process, before building a model."""
-    from .checks import check_training_data  # it needs .splits, which imports this module
-
-    return check_training_data(apply_dataset_classes(register_all(cfg)))
-
-
 def oriented_size(image: Image.Image) -> Tuple[int, int]:
     """(width, height) of an opened image once its EXIF orientation is applied, as detectron2's
     ``read_image`` applies it (which treats an unreadable EXIF block as no orientation)."""

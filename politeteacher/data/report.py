@@ -6,10 +6,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
+import cv2
 import numpy as np
+from detectron2.data import MetadataCatalog
+from detectron2.data.detection_utils import read_image
+from detectron2.utils.visualizer import Visualizer
 
+from ..config import resolve_config
+from ..io import write_files_atomic
 from .checks import BOXES_ONLY_FLAG, SKIP_FLAG, find_bad_images
-from .datasets import dataset_json, image_files, load_annotations
+from .datasets import dataset_json, image_files, load_annotations, register_all
 
 __all__ = ["CategoryRow", "DatasetReport", "FolderReport", "inspect_dataset", "inspect_folder", "named_sets", "save_grid"]
 
@@ -69,9 +75,6 @@ def named_sets(data_overrides: Sequence[str]) -> Tuple[List[Tuple[str, str]], Li
     """What the data options (`cli.options.DataOptions.overrides`) name, registered and checked (missing files are
     one-line errors): ``(role, dataset name)`` for the training sets then the validation sets, and the
     unlabelled folders. Nothing comes from a preset."""
-    from ..config import resolve_config
-    from .datasets import register_all
-
     cfg = register_all(resolve_config(overrides=["DATASETS.TRAIN", "()", "DATASETS.TEST", "()", *data_overrides]))
     sets = [("train", n) for n in cfg.DATASETS.TRAIN] + [("val", n) for n in cfg.DATASETS.TEST]
     return sets, list(cfg.DATASETS.UNLABELED_IMAGE_DIRS)
@@ -79,8 +82,6 @@ def named_sets(data_overrides: Sequence[str]) -> Tuple[List[Tuple[str, str]], Li
 
 def _id_map(name: str, num_classes: int) -> List[int]:
     """Dataset category id of each contiguous id (the identity for sets registered without ids)."""
-    from detectron2.data import MetadataCatalog
-
     id_map = MetadataCatalog.get(name).get("thing_dataset_id_to_contiguous_id", None) or {}
     by_contiguous = {c: i for i, c in id_map.items()}
     return [by_contiguous.get(c, c) for c in range(num_classes)]
@@ -88,8 +89,6 @@ def _id_map(name: str, num_classes: int) -> List[int]:
 
 def inspect_dataset(role: str, name: str) -> Tuple[DatasetReport, List[dict]]:
     """The report of the registered dataset ``name`` (every image decoded once), and its dicts."""
-    from detectron2.data import MetadataCatalog
-
     dicts = load_annotations(name)
     classes = list(MetadataCatalog.get(name).get("thing_classes", None) or [])
     instances = np.zeros(len(classes), dtype=int)
@@ -133,13 +132,6 @@ def save_grid(name: str, dicts: Sequence[dict], path: Path, count: int = 6, skip
     """Draw ``count`` annotated images of ``name`` (spread over the set, unreadable ones left out) with
     their labels, ``tile`` pixels high each, three to a row, into the JPEG ``path``; None when the set
     has no annotated image to draw."""
-    import cv2
-    from detectron2.data import MetadataCatalog
-    from detectron2.data.detection_utils import read_image
-    from detectron2.utils.visualizer import Visualizer
-
-    from ..io import write_files_atomic
-
     skipped = set(skip)
     candidates = [d for d in dicts if d.get("annotations") and d["file_name"] not in skipped]
     if not candidates:

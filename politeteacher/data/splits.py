@@ -18,6 +18,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from detectron2.config import CfgNode
+from detectron2.data import MetadataCatalog
 
 from ..errors import PoliteTeacherError
 from ..io import read_json, write_json_atomic
@@ -181,8 +182,6 @@ def class_instance_counts(split: Split, loaded: Tuple[str, str, List[dict]]) -> 
     name, json_file, dicts = loaded
     names: Dict[int, str] = {}
     if name != json_file:  # a registered dataset: its dicts hold contiguous ids of thing_classes
-        from detectron2.data import MetadataCatalog
-
         names = dict(enumerate(MetadataCatalog.get(name).get("thing_classes", None) or ()))
     elif json_file and os.path.isfile(json_file):  # loaded without a name: the JSON's own ids
         data = read_json(Path(json_file), "a COCO instances JSON")

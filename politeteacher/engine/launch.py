@@ -23,6 +23,7 @@ from detectron2.engine import create_ddp_model as _d2_create_ddp_model
 from detectron2.engine import launch as launch_d2
 from detectron2.utils import comm
 from detectron2.utils.env import seed_all_rng
+from tqdm import tqdm
 
 from ..errors import PoliteTeacherError
 from ..io import NoSpaceError, no_space
@@ -107,8 +108,6 @@ class _StdoutHandler(logging.StreamHandler):
     def emit(self, record: logging.LogRecord) -> None:
         if not _tqdm_bars:
             return super().emit(record)
-        from tqdm import tqdm
-
         try:
             tqdm.write(self.format(record), file=self.stream)
         except Exception:

@@ -14,6 +14,11 @@ from typing import Sequence
 
 from detectron2.structures import Instances
 
+from ..data.classes import class_metadata
+from ..inference.outputs import png_bytes
+from ..io import atomic_write
+from .pseudo_views import draw_pseudo_labels, view_rgb
+
 logger = logging.getLogger(__name__)
 
 PSEUDO_DIR = "pseudo"
@@ -24,11 +29,6 @@ VIS_IMAGES = 2
 def save_pseudo_views(cfg, storage, weak_inputs: Sequence[dict], labels: Sequence[Instances]) -> None:
     """Draw the first VIS_IMAGES weak views with their pseudo-labels to TensorBoard and `pseudo/`
     (files named with the iteration TensorBoard and metrics.json give them)."""
-    from .pseudo_views import draw_pseudo_labels, view_rgb
-    from ..data.classes import class_metadata
-    from ..inference.outputs import png_bytes
-    from ..io import atomic_write
-
     names, _ = class_metadata(cfg)
     folder = Path(cfg.OUTPUT_DIR) / PSEUDO_DIR
     folder.mkdir(parents=True, exist_ok=True)

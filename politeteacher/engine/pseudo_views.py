@@ -14,6 +14,8 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 from detectron2.structures import Instances
+from detectron2.utils.visualizer import Visualizer
+from matplotlib.figure import Figure
 
 VALID = (0.1, 0.75, 0.2)
 BOX_ONLY = (1.0, 0.55, 0.0)
@@ -39,8 +41,6 @@ def draw_pseudo_labels(
 ) -> np.ndarray:
     """The image with its pseudo-labels (and the rejected detections, when given) in the style of the
     module doc; each kept box is labelled `class score` and its mask IoU."""
-    from detectron2.utils.visualizer import Visualizer
-
     vis = Visualizer(rgb, None, scale=max(1.0, 320 / max(rgb.shape[:2])))
     if rejected is not None and len(rejected):
         order = torch.argsort(rejected.scores, descending=True)[:MAX_REJECTED]
@@ -69,12 +69,8 @@ def histograms_png(
 ) -> bytes:
     """A PNG with two histograms: the teacher's detection scores with the box threshold marked, and
     the predicted mask IoU of the pseudo boxes with the mask-IoU threshold marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), constrained_layout=True)
+    fig = Figure(figsize=(9, 3.2), constrained_layout=True)
+    axes = fig.subplots(1, 2)
     for ax, values, threshold, title in (
         (axes[0], scores, box_threshold, "detection score (all detections)"),
         (axes[1], mask_ious, mask_iou_threshold, "predicted mask IoU (pseudo boxes)"),
@@ -89,5 +85,4 @@ def histograms_png(
         ax.legend(fontsize=8, loc="upper left")
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
     return buf.getvalue()

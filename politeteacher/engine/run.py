@@ -21,7 +21,8 @@ from typing import Dict, Type
 from detectron2.utils import comm
 
 from ..config import save_config
-from ..data.datasets import register_all, setup_datasets
+from ..data.checks import setup_datasets
+from ..data.datasets import register_all
 from ..data.loaders import per_worker_batch
 from ..data.streams import draw_seed
 from ..errors import PoliteTeacherError

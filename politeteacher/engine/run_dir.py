@@ -24,6 +24,7 @@ from typing import Dict, Iterable, List, Optional, Set, Tuple
 import yaml
 
 from ..errors import PoliteTeacherError
+from ..io import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -259,8 +260,6 @@ class RunFolder:
                    for name, stat in _snapshot(self.path).items())
 
     def _undo(self) -> None:
-        from ..io import atomic_write
-
         written = [p for p in run_files(self.path) if p.relative_to(self.path).as_posix() not in self._before]
         removed = _remove(written, self.path)
         config = self.path / CONFIG_FILE

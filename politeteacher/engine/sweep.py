@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import Callable, Dict, List, Sequence, Tuple
 
+from ..config import ConfigError
 from ..errors import PoliteTeacherError
 
 MAX_KEYS = 2
@@ -76,8 +77,6 @@ def run_name(assignment: Assignment) -> str:
 def sweep_configs(cfg, specs: Sequence[str]) -> List[Tuple[Path, object]]:
     """One config per combination of `specs` (see module doc): `cfg` with the run's values, training
     into `cfg.OUTPUT_DIR/<run_name>`. A value the config refuses is a one-line error, before any run."""
-    from ..config import ConfigError
-
     out = []
     for assignment in grid(parse_sweep(specs)):
         run_cfg = cfg.clone()

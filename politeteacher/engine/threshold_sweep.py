@@ -25,7 +25,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 from detectron2.structures import Instances
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
+from ..errors import PoliteTeacherError
 from .pseudo_labels import iou_matrices, match_count, ratio
 
 METRICS = ("boxes_per_image", "box_precision", "box_recall", "mask_precision", "mask_recall", "valid_mask_fraction")
@@ -122,13 +125,9 @@ def heatmap_png(
 ) -> bytes:
     """A PNG with one heat map per figure (box thresholds down, mask-IoU thresholds across), values
     written in the cells, the suggested pair framed."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     nb, nm = len(box_thresholds), len(mask_iou_thresholds)
-    fig, axes = plt.subplots(2, 3, figsize=(3.2 * 3, 0.45 * nb * 2 + 2.2), constrained_layout=True)
+    fig = Figure(figsize=(3.2 * 3, 0.45 * nb * 2 + 2.2), constrained_layout=True)
+    axes = fig.subplots(2, 3)
     for ax, key in zip(axes.flat, METRICS):
         grid = np.array([np.nan if r[key] is None else r[key] for r in rows], dtype=float).reshape(nb, nm)
         vmax = 1.0 if key != "boxes_per_image" else max(1.0, float(np.nanmax(grid)) if np.isfinite(grid).any() else 1.0)
@@ -146,18 +145,15 @@ def heatmap_png(
         if suggested is not None:
             i = list(box_thresholds).index(suggested["box_threshold"])
             j = list(mask_iou_thresholds).index(suggested["mask_iou_threshold"])
-            ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2))
+            ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2))
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=80)
-    plt.close(fig)
     return buf.getvalue()
 
 
 def parse_grid(text: str, option: str) -> Tuple[float, ...]:
     """`0.5,0.6,0.7` -> (0.5, 0.6, 0.7), sorted and without duplicates; a PoliteTeacherError naming
     `option` otherwise."""
-    from ..errors import PoliteTeacherError
-
     try:
         values = sorted({float(v) for v in text.split(",") if v.strip()})
     except ValueError:

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from matplotlib.figure import Figure
+
 from ..engine.run_dir import saved_config
 from ..errors import PoliteTeacherError
 from ..io import writable_folder
@@ -189,15 +191,11 @@ def format_comparison(c: Comparison) -> str:
 def draw_ap_curves(c: Comparison):
     """A panel per task: each run's AP curves, a colour per run, teacher solid, student dashed, a
     baseline's model dotted."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     tasks = [t for t in TASKS if any(k[1] == t for r in c.runs for k in r.curves)]
     if not tasks:
         raise PoliteTeacherError("none of the runs recorded an AP yet; compare again once they have evaluated")
-    fig, axes = plt.subplots(1, len(tasks), figsize=(7.0 * len(tasks), 4.5), squeeze=False)
+    fig = Figure(figsize=(7.0 * len(tasks), 4.5))
+    axes = fig.subplots(1, len(tasks), squeeze=False)
     style = {"teacher": "-", "student": "--", "model": ":"}
     for ax, task in zip(axes.flat, tasks):
         for r, colour in zip(c.runs, distinct_colours(len(c.runs))):

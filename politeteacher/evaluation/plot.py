@@ -19,9 +19,10 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Dict, List, Mapping, Sequence, Tuple
 
+import matplotlib
 import numpy as np
-
 from detectron2.config import CfgNode
+from matplotlib.figure import Figure
 
 from ..engine.pseudo_losses import pseudo_loss_weights
 from ..engine.run_dir import saved_config
@@ -110,8 +111,6 @@ def panels(series: Series) -> List[Tuple[str, str, Series]]:
 
 def distinct_colours(n: int):
     """`n` colours, distinct up to 20."""
-    import matplotlib
-
     cmap = matplotlib.colormaps["tab10" if n <= 10 else "tab20"]
     return [cmap(i % cmap.N) for i in range(n)]
 
@@ -121,11 +120,6 @@ def draw_curves(runs: Mapping[str, List[dict]]):
     question (`PANELS`), 2 columns. One run: a colour per series; several: a colour per run and a
     line style per series. Log scale where every value drawn is positive; markers on sparse series;
     the legend to the right of the data."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     series_of = {name: all_series(records) for name, records in runs.items()}
     order: List[Tuple[str, str, List[str]]] = []  # (title, ylabel, keys over all runs)
     for title, ylabel, _ in PANELS:
@@ -137,7 +131,8 @@ def draw_curves(runs: Mapping[str, List[dict]]):
         raise PoliteTeacherError("no losses, learning rate or AP values to plot yet; plot again once the run has logged")
     ncols = 1 if len(order) == 1 else 2
     nrows = math.ceil(len(order) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(7.5 * ncols, 3.6 * nrows), squeeze=False)
+    fig = Figure(figsize=(7.5 * ncols, 3.6 * nrows))
+    axes = fig.subplots(nrows, ncols, squeeze=False)
     several = len(runs) > 1
     run_colour = dict(zip(runs, distinct_colours(len(runs))))
     styles = ["-", "--", ":", "-."]
@@ -172,11 +167,8 @@ def draw_curves(runs: Mapping[str, List[dict]]):
 
 def save_png(fig, target: Path) -> Path:
     """Write `fig` to the PNG `target` atomically and close it."""
-    import matplotlib.pyplot as plt
-
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")  # the legends outside the axes included
-    plt.close(fig)
     return atomic_write(target, lambda f: f.write(buf.getvalue()))
 
 
@@ -254,15 +246,11 @@ def class_ap(precision: np.ndarray) -> np.ndarray:
 def draw_ap_per_class(precisions: Mapping[str, np.ndarray], class_names: Sequence[str]):
     """A horizontal bar per class and task (bbox, segm), the classes top to bottom in their order
     (readable for COCO's 80 too); classes without ground truth are marked n/a."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     tasks = list(precisions)
     k = np.shape(next(iter(precisions.values())))[2]
     names = list(class_names)[:k] + [str(i) for i in range(len(class_names), k)]
-    fig, ax = plt.subplots(figsize=(8.0, max(3.0, 0.18 * k * len(tasks) + 1.2)))
+    fig = Figure(figsize=(8.0, max(3.0, 0.18 * k * len(tasks) + 1.2)))
+    ax = fig.subplots()
     height = 0.8 / len(tasks)
     y = np.arange(k)
     top = 0.0
@@ -288,12 +276,8 @@ def draw_ap_per_class(precisions: Mapping[str, np.ndarray], class_names: Sequenc
 def draw_pr_curves(precisions: Mapping[str, np.ndarray]):
     """A panel per task: precision against recall, averaged over the classes, at IoU 0.50, 0.75 and
     over 0.50:0.95 (the COCO AP is the area under the last)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(precisions), figsize=(5.5 * len(precisions), 4.2), squeeze=False)
+    fig = Figure(figsize=(5.5 * len(precisions), 4.2))
+    axes = fig.subplots(1, len(precisions), squeeze=False)
     for ax, (task, precision) in zip(axes.flat, precisions.items()):
         p = _masked(precision)  # [T, R, K]
         recall = np.linspace(0, 1, p.shape[1])

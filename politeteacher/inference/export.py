@@ -29,8 +29,15 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
+from detectron2.data import detection_utils
+from detectron2.export import TracingAdapter
+from detectron2.modeling.postprocessing import detector_postprocess
+from detectron2.structures import Boxes, Instances
 
+from ..data.classes import class_metadata
 from ..errors import PoliteTeacherError
+from ..io import atomic_write, atomic_write_text
+from .model import Predictor, checkpoint_classes, read_checkpoint
 
 FORMATS = ("torchscript", "onnx")
 SUFFIX = {"torchscript": ".ts", "onnx": ".onnx"}
@@ -58,8 +65,6 @@ def _raw_inference(model, inputs):
 
 def _sample_inputs(predictor, samples: Sequence[os.PathLike | str]) -> List[Dict]:
     """Model inputs of the sample images, or of two generated ones (two sizes) when none are given."""
-    from detectron2.data import detection_utils
-
     images = []
     for path in samples:
         try:
@@ -82,7 +87,7 @@ def _runner(path: Path, fmt: str):
         module = torch.jit.load(str(path), map_location="cpu")
         return lambda image: dict(zip(OUTPUTS, (t.cpu() for t in module(image))))
     try:
-        import onnxruntime
+        import onnxruntime  # an optional extra (politeteacher[export]): imported only to check an ONNX file
     except ImportError:
         raise PoliteTeacherError(
             "checking an ONNX export needs onnxruntime: pip install 'politeteacher[export]'") from None
@@ -109,12 +114,6 @@ def export_model(cfg, weights: str, output: os.PathLike | str, fmt: str = "torch
     `<output>.json` beside it (input, outputs, classes, the check's differences). The export is checked
     on `samples` (images; two generated ones if none) first; nothing is written when it does not match.
     Never overwrites a file."""
-    from detectron2.export import TracingAdapter
-
-    from ..data.classes import class_metadata
-    from ..io import atomic_write, atomic_write_text
-    from .model import Predictor, checkpoint_classes, read_checkpoint
-
     if fmt not in FORMATS:
         raise PoliteTeacherError(f"--format must be one of {', '.join(FORMATS)}, got '{fmt}'")
     output = Path(output).expanduser()
@@ -176,9 +175,6 @@ def exported_to_instances(outputs: Sequence, original_hw, mask_threshold: float 
     """The outputs of an exported model (OUTPUTS order, tensors or arrays) for one image as the
     Instances `predict` makes: boxes scaled to the original image (height, width), masks pasted into it
     (detectron2's detector_postprocess)."""
-    from detectron2.modeling.postprocessing import detector_postprocess
-    from detectron2.structures import Boxes, Instances
-
     fields = {k: torch.as_tensor(v).detach() for k, v in zip(OUTPUTS, outputs)}
     instances = Instances(tuple(int(v) for v in fields.pop("image_size")))
     for name, value in fields.items():

@@ -2,15 +2,17 @@
 from __future__ import annotations
 
 import math
-import os
 from collections import defaultdict
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+from detectron2.data import transforms as T
 
+from ..engine.checkpoint import load_cpu
 from ..errors import PoliteTeacherError
 from ..modeling.build import build_inference_model
+from ..modeling.weights import weights_file
 
 
 def read_checkpoint(weights: str) -> Any:
@@ -18,10 +20,7 @@ def read_checkpoint(weights: str) -> Any:
     pickle (the weights loader reads those); a one-line error when it cannot be read."""
     if weights.endswith(".pkl") or "://" in weights:
         return weights
-    if not os.path.isfile(weights):
-        raise PoliteTeacherError(f"weights file {weights} not found; pass an existing .pth checkpoint")
-    from ..engine.checkpoint import load_cpu
-
+    weights = weights_file(weights)
     try:
         return load_cpu(weights)
     except Exception as e:  # any file can be passed: whatever fails is the reason
@@ -84,8 +83,6 @@ class InputMaker:
         self.min_size, self.max_size = cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST
 
     def __call__(self, image: np.ndarray) -> Dict[str, Any]:
-        from detectron2.data import transforms as T
-
         h, w = image.shape[:2]
         resized = T.ResizeShortestEdge([self.min_size] * 2, self.max_size).get_transform(image).apply_image(image)
         tensor = torch.as_tensor(np.ascontiguousarray(resized.astype("float32").transpose(2, 0, 1)))

@@ -9,8 +9,12 @@ from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
+from detectron2.data.catalog import Metadata
+from detectron2.utils.visualizer import ColorMode, Visualizer
+from PIL import Image
 
 from ..errors import PoliteTeacherError
+from ..io import atomic_write, atomic_write_text, writable_folder
 
 PREDICTIONS_FILE = "predictions.json"
 IMAGES_FILE = "images.json"
@@ -35,17 +39,12 @@ def first_free(stem: str, taken: Callable[[str], bool]) -> str:
 def render_overlay(rgb: np.ndarray, instances, names: Sequence[str]) -> np.ndarray:
     """The image (RGB) with the instances (masks, boxes, class names, scores) drawn by detectron2's
     Visualizer."""
-    from detectron2.data.catalog import Metadata
-    from detectron2.utils.visualizer import ColorMode, Visualizer
-
     metadata = Metadata(name="politeteacher_predict", thing_classes=list(names))
     vis = Visualizer(rgb, metadata, instance_mode=ColorMode.IMAGE)
     return vis.draw_instance_predictions(instances).get_image()
 
 
 def png_bytes(array: np.ndarray) -> bytes:
-    from PIL import Image
-
     buf = io.BytesIO()
     Image.fromarray(array).save(buf, format="PNG")
     return buf.getvalue()
@@ -101,8 +100,6 @@ class ResultWriter:
                 f.close()
 
     def _open(self) -> None:
-        from ..io import writable_folder
-
         writable_folder(self.folder, "--output-dir")
         try:
             self._stream = open(self.stream_path, "x", encoding="utf-8")
@@ -126,8 +123,6 @@ class ResultWriter:
             masks: Optional[np.ndarray] = None, overlay_ref: Optional[str] = None) -> Optional[Path]:
         """Write one image's outputs; `image` is its images.json entry, `name` a `free_name`, `masks`
         its instances' (N, H, W) bool masks in the order of `results`. Returns the overlay's path."""
-        from ..io import atomic_write
-
         if self._stream is None:
             self._open()
         overlay = self.folder / f"{name}.png" if overlay_png is not None else None
@@ -162,8 +157,6 @@ class ResultWriter:
 
     def finish(self, categories: List[dict]) -> Tuple[Path, Path]:
         """Write images.json and predictions.json (atomically); returns their paths."""
-        from ..io import atomic_write_text
-
         header = {"images": self.images, "annotations": [], "categories": categories}
         return (atomic_write_text(self.folder / IMAGES_FILE, json.dumps(header)),
                 atomic_write_text(self.folder / PREDICTIONS_FILE, json.dumps(self.results)))

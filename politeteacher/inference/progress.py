@@ -5,6 +5,8 @@ import sys
 import time
 from typing import Optional
 
+from tqdm import tqdm
+
 
 class Progress:
     def __init__(self, total: Optional[int], unit: str = "image", bar: Optional[bool] = None, every_s: float = 10.0):
@@ -13,8 +15,6 @@ class Progress:
         self.every_s = every_s
         self._bar = None
         if sys.stderr.isatty() if bar is None else bar:
-            from tqdm import tqdm
-
             self._bar = tqdm(total=total, unit=unit, dynamic_ncols=True, leave=True)
 
     def rate(self) -> float:

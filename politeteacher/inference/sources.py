@@ -7,8 +7,10 @@ import os
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
+import cv2
 import numpy as np
 import torch
+from detectron2.data import detection_utils
 
 from ..errors import PoliteTeacherError
 from ..io import IMAGE_EXTENSIONS
@@ -69,8 +71,6 @@ class ImageFiles(torch.utils.data.Dataset):
         return len(self.files)
 
     def __getitem__(self, i: int) -> Dict[str, Any]:
-        from detectron2.data import detection_utils
-
         path = self.files[i]
         try:
             image = detection_utils.read_image(str(path), format=self.format)
@@ -95,8 +95,6 @@ def image_batches(files: Sequence[Path], make_input, input_format: str, batch_si
                   keep_original: bool) -> Iterator[List[Dict[str, Any]]]:
     """Batches of `ImageFiles` items in file order; `workers` processes decode and resize the next
     batches while the model runs on this one (0: in this process)."""
-    from detectron2.data import detection_utils  # noqa: F401  (imported once, before the workers fork)
-
     dataset = ImageFiles(files, make_input, input_format, keep_original)
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=list,
@@ -107,8 +105,6 @@ def image_batches(files: Sequence[Path], make_input, input_format: str, batch_si
 
 def open_video(source, name: str):
     """An opened cv2.VideoCapture of a file or a camera index; a one-line error when it does not open."""
-    import cv2
-
     capture = cv2.VideoCapture(source)
     if not capture.isOpened():
         capture.release()

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from politeteacher.data.datasets import setup_datasets
+from politeteacher.data.checks import setup_datasets
 from politeteacher.data.mappers import TwoViewMapper, WeakMapper
 from politeteacher.data.splits import labeled_and_unlabeled
 from politeteacher.data.synthetic import generate_dataset

@@ -3,7 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from politeteacher.data.datasets import register_all, setup_datasets
+from politeteacher.data.checks import setup_datasets
+from politeteacher.data.datasets import register_all
 from politeteacher.data.splits import (
     Split,
     candidate_ids,
