@@ -67,9 +67,9 @@ def run_overrides(
             raise PoliteTeacherError(f"--device must be cpu, cuda or cuda:N (N a GPU number), got '{device}'")
         out += ["MODEL.DEVICE", device]
     if weights is not None:
+        # Made absolute here, as the run's config.yaml records it; checked where the run starts
+        # (engine.run.prepare_training_cfg).
         w = "" if weights.lower() in ("", "none") else weights
-        if w and "://" not in w and not Path(w).expanduser().is_file():
-            raise PoliteTeacherError(f"weights file {w} not found; pass a .pth/.pkl checkpoint, or none")
         out += ["MODEL.WEIGHTS", str(Path(w).expanduser().resolve()) if w and "://" not in w else w]
     if seed is not None:
         out += ["SEED", str(seed)]
@@ -186,9 +186,9 @@ def weights_or_latest_run(weights: Optional[str]) -> str:
     from ..engine.run_dir import RUNS_ROOT, latest_run_weights
 
     if weights is not None and weights.lower() not in ("", "none"):
-        if "://" not in weights and not Path(weights).expanduser().is_file():
-            raise PoliteTeacherError(f"weights file {weights} not found; pass an existing .pth checkpoint")
-        return weights if "://" in weights else str(Path(weights).expanduser().absolute())
+        from ..modeling.weights import weights_file
+
+        return weights if "://" in weights else weights_file(weights)
     if weights is not None:
         raise PoliteTeacherError("this command needs trained weights; pass --weights path/to/model_final.pth")
     found = latest_run_weights(RUNS_ROOT)
