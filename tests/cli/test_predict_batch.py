@@ -159,12 +159,12 @@ def test_webcam_without_a_display_writes_frames(demo_run, tmp_path, monkeypatch)
     """Camera 0 played by a video file (OpenCV reads both alike); no display, so annotated frames are PNGs."""
     import cv2
 
+    from politeteacher import predict
     from politeteacher.config import resolve_config
-    from politeteacher.inference import sources
     from politeteacher.predict import predict_webcam
 
     clip = _video(tmp_path / "cam.mp4")
-    monkeypatch.setattr(sources, "open_video", lambda source, name: cv2.VideoCapture(str(clip)))
+    monkeypatch.setattr(predict, "open_video", lambda source, name: cv2.VideoCapture(str(clip)))
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     cfg = resolve_config(None, str(demo_run.dir / "config.yaml"), [])
