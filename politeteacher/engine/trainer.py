@@ -2,8 +2,9 @@
 
 `Trainer(cfg)` builds the model it trains (`model`; `train_model` is the same in DistributedDataParallel
 when several workers run) and whatever else `build_models` adds, the optimiser, LR scheduler, grad
-scaler (AMP), the atomic checkpointer and the hooks (`hooks.training_hooks`). `resume_or_load(resume)` then `train()` runs it and returns the
-last evaluation (`last_results`). A subclass says what it trains on and how one step goes:
+scaler (AMP), the atomic checkpointer and the hooks (`hooks.training_hooks`). `resume_or_load(resume)`,
+then `train()` runs it and returns the last evaluation (`last_results`). A subclass says what it trains
+on and how one step goes:
 
 - `build_train_loaders(start_iter)`: its batch streams, started at `start_iter` (batch i is a pure
   function of SEED, rank and i, so a resumed run draws what the uninterrupted one would have);
