@@ -101,19 +101,25 @@ def test_ssl_line_leaves_out_hidden_losses_and_shows_pseudo_labels(caplog):
     assert "pseudo/img 3.5  valid_masks -  lr 0.01" in line  # NaN: not measured
 
 
-def test_final_evaluation_is_written_at_the_last_iteration_after_its_losses(tmp_path):
-    # The losses of the last iteration are written at its end; the evaluation after training is
-    # recorded at the same iteration and must still reach metrics.json.
-    path = tmp_path / "metrics.json"
-    writer = MetricsWriter(str(path), window_size=1)
+def _write_last_losses_then_final_eval(writer, again: bool = False) -> None:
+    """The last iteration (3) as a run writes it: its losses, then the evaluation after training recorded
+    at the same iteration; `again`: one more write with nothing new."""
     with EventStorage(0) as storage:
         storage.iter = 3
         storage.put_scalars(total_loss=1.0, smoothing_hint=False)
         writer.write()
         storage.put_scalars(**{"segm/AP": 12.5}, smoothing_hint=False)
         writer.write()
-        writer.write()  # nothing new: nothing written
+        if again:
+            writer.write()  # nothing new: nothing written
     writer.close()
+
+
+def test_final_evaluation_is_written_at_the_last_iteration_after_its_losses(tmp_path):
+    # The losses of the last iteration are written at its end; the evaluation after training is
+    # recorded at the same iteration and must still reach metrics.json.
+    path = tmp_path / "metrics.json"
+    _write_last_losses_then_final_eval(MetricsWriter(str(path), window_size=1), again=True)
     assert [_strict(l) for l in path.read_text().splitlines()] == [
         {"iteration": 3, "total_loss": 1.0}, {"iteration": 3, "segm/AP": 12.5}]
 
@@ -136,14 +142,7 @@ def test_tensorboard_has_the_final_evaluation_at_the_last_iteration_too(tmp_path
 
     from politeteacher.engine.progress import TensorboardWriter
 
-    writer = TensorboardWriter(str(tmp_path), window_size=1)
-    with EventStorage(0) as storage:
-        storage.iter = 3
-        storage.put_scalars(total_loss=1.0, smoothing_hint=False)
-        writer.write()
-        storage.put_scalars(**{"segm/AP": 12.5}, smoothing_hint=False)
-        writer.write()
-    writer.close()
+    _write_last_losses_then_final_eval(TensorboardWriter(str(tmp_path), window_size=1))
     events = EventAccumulator(str(tmp_path))
     events.Reload()
     assert [(e.step, e.value) for e in events.Scalars("segm/AP")] == [(3, 12.5)]
