@@ -7,7 +7,7 @@ from typing import List
 import typer
 
 from ..errors import PoliteTeacherError
-from . import app
+from . import app, err_console
 from .options import CHECK_DATA, output_dir_option
 
 OutputDirOpt = output_dir_option("Where report.json and the drawn grids go (default: runs/check-data/<name>).")
@@ -83,8 +83,6 @@ def check_data(
     write_json_atomic(report_json(reports, folders), out / "report.json", indent=1)
     typer.echo(f"report: {out / 'report.json'}")
     if problems:
-        from . import err_console
-
         err_console.print(f"[bold red]error:[/] {len(problems)} finding(s) would stop training: " + "; ".join(problems),
                           highlight=False, soft_wrap=True)
         raise typer.Exit(1)

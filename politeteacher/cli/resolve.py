@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
-from ..engine.run_dir import default_run_dir, run_config
+from ..engine.run_dir import RUNS_ROOT, default_run_dir, latest_run_weights, run_config
 from ..errors import PoliteTeacherError
 from .options import DataOptions, ModelOptions
 
@@ -183,8 +183,6 @@ def output_dir_override(output_dir: Optional[Path], overrides: Sequence[str]) ->
 def weights_or_latest_run(weights: Optional[str]) -> str:
     """`--weights` as given (`none` is refused: there is nothing to run), else the newest run's
     model_best.pth (else model_final.pth) under runs/."""
-    from ..engine.run_dir import RUNS_ROOT, latest_run_weights
-
     if weights is not None and weights.lower() not in ("", "none"):
         from ..modeling.weights import weights_file
 

@@ -17,7 +17,7 @@ import typer
 from typing_extensions import Annotated
 
 from ..engine.run_dir import run_files
-from . import app
+from . import app, err_console
 from .options import (
     DATA, EXTRA_ARGS, LAUNCH, TRAINING_DATA, ConfigFileOpt, DeviceOpt, OptionGroup, OutputDirOpt, PresetOpt, SeedOpt,
     VerboseOpt, WeightsOpt,
@@ -83,8 +83,6 @@ def resume_hint(output_dir):
     try:
         yield
     except KeyboardInterrupt:
-        from . import err_console
-
         if Path(output_dir).is_dir() and run_files(output_dir):  # kept: a checkpoint was written
             hint = f"interrupted; the checkpoints written so far are kept. Continue with: {resume_command(output_dir)}"
         else:  # the start was undone (run_dir.RunFolder)
