@@ -70,3 +70,15 @@ def test_eval_checks_the_validation_images_first(data, tmp_path):
                      "--val-images", bad, "--output-dir", tmp_path / "eval")
     assert_one_line_error(result, "1 of the 6 validation images cannot be used")
     assert f"    {truncated}: cannot be decoded (OSError: image file is truncated" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["train-baseline", "train-ssl"])
+def test_missing_weights_stop_training_before_the_run_folder_is_made(data, tmp_path, command):
+    json_path, images = data
+    missing = tmp_path / "missing.pth"
+    run = tmp_path / "run"
+    result = run_cli(command, *TINY, "--train-json", json_path, "--train-images", images,
+                     "--weights", missing, "--output-dir", run)
+    assert_one_line_error(result, f"weights file {missing} not found; pass an existing .pth/.pkl checkpoint")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not run.exists()
